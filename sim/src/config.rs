@@ -1,0 +1,112 @@
+//! Start-up settings of the sandbox, and the knobs that can change while it runs.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// How a sandbox is started. Every field has a default (see [`SimConfig::default`]).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Address to listen on; port 0 picks a free port. Default `127.0.0.1:0`.
+    pub bind: SocketAddr,
+    /// OAuth client id accepted by `POST /oauth/token`. Default `sandbox-client`.
+    pub client_id: String,
+    /// OAuth client secret accepted by `POST /oauth/token`. Default `sandbox-secret`.
+    pub client_secret: String,
+    /// Bearer key the CRM sandbox expects on `GET /customers`. Default `sandbox-crm-key`.
+    pub crm_api_key: String,
+    /// Lifetime of an issued access token, in seconds (`expires_in`). Default 86400 (Genesys' default).
+    pub token_lifetime_secs: u64,
+    /// Calls allowed per token in a fixed 60 s window. Default 300 (Genesys' default for
+    /// client-credentials tokens).
+    pub requests_per_minute: u32,
+    /// Delay added to every Genesys (token and `/api/v2`) and CRM call, in milliseconds. Default 0.
+    pub latency_ms: u64,
+    /// Fraction (0.0..=1.0) of `/api/v2` calls answered 503 at random. Default 0.0.
+    pub error_rate: f64,
+    /// A conversation shows in the participant attribute search only this long after it first
+    /// got attributes, like the real search index. Default 0.
+    pub index_delay_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            client_id: "sandbox-client".to_owned(),
+            client_secret: "sandbox-secret".to_owned(),
+            crm_api_key: "sandbox-crm-key".to_owned(),
+            token_lifetime_secs: 86_400,
+            requests_per_minute: 300,
+            latency_ms: 0,
+            error_rate: 0.0,
+            index_delay_ms: 0,
+        }
+    }
+}
+
+/// The settings that tests and scripts may change while the sandbox runs
+/// (`POST /sim/config` and the `SimHandle` setters). JSON is camelCase.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Knobs {
+    /// Calls allowed per token in a 60 s window.
+    pub requests_per_minute: u32,
+    /// Delay added to every Genesys and CRM call, in milliseconds.
+    pub latency_ms: u64,
+    /// Fraction of `/api/v2` calls answered 503 at random.
+    pub error_rate: f64,
+    /// Delay before a conversation with attributes shows in the attribute search, in milliseconds.
+    pub index_delay_ms: u64,
+    /// When true the CRM answers 503 to everything.
+    pub crm_down: bool,
+}
+
+impl From<&SimConfig> for Knobs {
+    fn from(config: &SimConfig) -> Self {
+        Self {
+            requests_per_minute: config.requests_per_minute,
+            latency_ms: config.latency_ms,
+            error_rate: config.error_rate.clamp(0.0, 1.0),
+            index_delay_ms: config.index_delay_ms,
+            crm_down: false,
+        }
+    }
+}
+
+/// A partial update of [`Knobs`], the body of `POST /sim/config`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnobsUpdate {
+    /// New per-token budget.
+    pub requests_per_minute: Option<u32>,
+    /// New added latency.
+    pub latency_ms: Option<u64>,
+    /// New random 503 fraction.
+    pub error_rate: Option<f64>,
+    /// New search index delay.
+    pub index_delay_ms: Option<u64>,
+    /// CRM down or up.
+    pub crm_down: Option<bool>,
+}
+
+impl Knobs {
+    /// Applies the fields present in `update`.
+    pub fn apply(&mut self, update: KnobsUpdate) {
+        if let Some(n) = update.requests_per_minute {
+            self.requests_per_minute = n;
+        }
+        if let Some(ms) = update.latency_ms {
+            self.latency_ms = ms;
+        }
+        if let Some(rate) = update.error_rate {
+            self.error_rate = rate.clamp(0.0, 1.0);
+        }
+        if let Some(ms) = update.index_delay_ms {
+            self.index_delay_ms = ms;
+        }
+        if let Some(down) = update.crm_down {
+            self.crm_down = down;
+        }
+    }
+}

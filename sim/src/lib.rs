@@ -1,0 +1,54 @@
+//! `prechat-sim`: a loopback **sandbox** of the Genesys Cloud Platform API and of a generic CRM
+//! REST API, for `prechat-enricher`'s demo and integration tests. It is a test double: it
+//! imitates the real shapes (see `genesys-api.md`) but is not Genesys Cloud.
+//!
+//! Use it in-process with [`spawn`] and the [`SimHandle`] it returns, or as the `prechat-sim`
+//! binary driven through the `/sim/...` control routes.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use prechat_sim::{spawn, SeedConversation, SimConfig};
+//! let sim = spawn(SimConfig::default()).await?;
+//! let conversation = sim.seed_conversation(SeedConversation::default());
+//! // point the client's login, API and CRM base URLs at sim.base_url() …
+//! assert_eq!(sim.conversation(&conversation.id).unwrap().attribute_patches, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! Served routes:
+//! - `POST /oauth/token` — client-credentials grant.
+//! - `GET /api/v2/conversations/messages/{id}`, `PATCH …/messages/{cid}/participants/{pid}/attributes`.
+//! - `POST /api/v2/conversations/participants/attributes/search` (cursor pages).
+//! - `POST /api/v2/externalcontacts/identifierlookup`, `POST|GET|PUT /api/v2/externalcontacts/contacts[/{id}]`,
+//!   `PUT /api/v2/externalcontacts/conversations/{cid}`.
+//! - `GET /api/v2/routing/queues`, `POST /api/v2/conversations/{cid}/participants/{pid}/replace/queue`.
+//! - `GET /customers` — the CRM.
+//! - `/sim/...` — control and inspection, for scripts.
+//!
+//! Layout:
+//! - `config` — [`SimConfig`] and the run-time knobs;
+//! - `model` — the public data types ([`SeedConversation`], [`ConversationView`], [`Customer`], [`Stats`], [`Seed`]);
+//! - `faults` — [`Fault`] and [`Route`];
+//! - `handle` — [`spawn`] and [`SimHandle`];
+//! - `state`, `ops` — the shared state behind one mutex and what can be done to it;
+//! - `gate` — auth, rate limit, latency, random errors, faults and stats around every call;
+//! - `ratelimit`, `auth`, `error`, `conversation` — one concept each;
+//! - `routes` — one module per API area.
+
+mod auth;
+mod config;
+mod conversation;
+mod error;
+mod faults;
+mod gate;
+mod handle;
+mod model;
+mod ops;
+mod ratelimit;
+mod routes;
+mod state;
+
+pub use config::{Knobs, KnobsUpdate, SimConfig};
+pub use faults::{Fault, Route};
+pub use handle::{spawn, SimHandle};
+pub use model::{ConversationView, Customer, Seed, SeedConversation, Stats};

@@ -1,0 +1,88 @@
+//! The router: which path goes to which handler, behind which gate.
+
+mod contacts;
+mod control;
+mod conversations;
+mod crm;
+mod routing;
+mod search;
+
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post, put, MethodRouter};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::faults::Route;
+use crate::gate;
+use crate::state::Sim;
+
+/// Every route of the sandbox: `/oauth/token`, `/api/v2/...`, `/customers` and `/sim/...`.
+pub(crate) fn router(sim: Sim) -> Router {
+    let api = |route: Route, handler: MethodRouter<Sim>| {
+        handler.route_layer(from_fn_with_state((sim.clone(), route), gate::genesys))
+    };
+    Router::new()
+        .route(
+            "/oauth/token",
+            post(crate::auth::grant).route_layer(from_fn_with_state(
+                (sim.clone(), Route::Token),
+                gate::login,
+            )),
+        )
+        .route(
+            "/api/v2/conversations/messages/{conversation_id}",
+            api(Route::GetConversation, get(conversations::get)),
+        )
+        .route(
+            "/api/v2/conversations/messages/{conversation_id}/participants/{participant_id}/attributes",
+            api(Route::PatchAttributes, patch(conversations::patch_attributes)),
+        )
+        .route(
+            "/api/v2/conversations/participants/attributes/search",
+            api(Route::AttributesSearch, post(search::search)),
+        )
+        .route(
+            "/api/v2/externalcontacts/identifierlookup",
+            api(Route::IdentifierLookup, post(contacts::identifier_lookup)),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts",
+            api(Route::CreateContact, post(contacts::create)),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts/{contact_id}",
+            api(Route::GetContact, get(contacts::get))
+                .merge(api(Route::UpdateContact, put(contacts::update))),
+        )
+        .route(
+            "/api/v2/externalcontacts/conversations/{conversation_id}",
+            api(Route::LinkContact, put(contacts::link)),
+        )
+        .route(
+            "/api/v2/routing/queues",
+            api(Route::RoutingQueues, get(routing::list_queues)),
+        )
+        .route(
+            "/api/v2/conversations/{conversation_id}/participants/{participant_id}/replace/queue",
+            api(Route::ReplaceQueue, post(routing::replace_queue)),
+        )
+        .route(
+            "/customers",
+            get(crm::customers).route_layer(from_fn_with_state(
+                (sim.clone(), Route::CrmCustomers),
+                gate::crm,
+            )),
+        )
+        .merge(control::router())
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The sandbox does not serve this path.",
+            )
+            .into_response()
+        })
+        .with_state(sim)
+}

@@ -1,0 +1,149 @@
+//! The command line: `serve`, `ingest`, `worker`, `topology declare|check`.
+//! Exit codes: 0 done, 1 error, 2 bad usage (clap's own exit code for usage errors).
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::crm::{CrmOutcome, CustomerDirectory};
+use crate::startup::{Application, Components, Roles};
+
+/// Enriches Genesys Cloud Web Messaging conversations with pre-chat survey and CRM data.
+#[derive(Debug, Parser)]
+#[command(name = "prechat-enricher", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest and workers in one process.
+    Serve,
+    /// The HTTP ingest only.
+    Ingest,
+    /// The workers only.
+    Worker,
+    /// Declare or check the RabbitMQ topology.
+    Topology {
+        /// declare or check.
+        #[command(subcommand)]
+        action: TopologyAction,
+    },
+}
+
+/// `topology` actions.
+#[derive(Debug, Subcommand)]
+pub enum TopologyAction {
+    /// Declare every exchange and queue (idempotent).
+    Declare,
+    /// Validate the config, compare the broker's topology with it, and reach the CRM and
+    /// Genesys (a token grant).
+    Check,
+}
+
+/// Runs a parsed command; the process exit code.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<i32> {
+    let settings = Settings::load()?;
+    crate::telemetry::init(&settings.log);
+    match cli.command {
+        Command::Serve => serve(settings, Roles::ALL, shutdown).await,
+        Command::Ingest => serve(settings, Roles::INGEST, shutdown).await,
+        Command::Worker => serve(settings, Roles::WORKER, shutdown).await,
+        Command::Topology {
+            action: TopologyAction::Declare,
+        } => {
+            let components = Components::build(settings)?;
+            components
+                .topology
+                .declare(&components.publish_broker)
+                .await?;
+            println!(
+                "topology declared: {}",
+                components.topology.queues().join(", ")
+            );
+            Ok(0)
+        }
+        Command::Topology {
+            action: TopologyAction::Check,
+        } => check(settings).await,
+    }
+}
+
+async fn serve(
+    settings: Settings,
+    roles: Roles,
+    shutdown: CancellationToken,
+) -> anyhow::Result<i32> {
+    let app = Application::build(settings, roles).await?;
+    app.run_until_stopped(shutdown).await?;
+    Ok(0)
+}
+
+async fn check(settings: Settings) -> anyhow::Result<i32> {
+    let components = Components::build(settings)?;
+    println!("config: ok");
+    let mut failures = 0;
+    match components.topology.check(&components.publish_broker).await {
+        Ok(differences) if differences.is_empty() => {
+            println!("rabbitmq: ok, topology matches the config")
+        }
+        Ok(differences) => {
+            for difference in differences {
+                failures += 1;
+                println!(
+                    "rabbitmq: {} differs: {}",
+                    difference.name, difference.detail
+                );
+            }
+        }
+        Err(error) => {
+            failures += 1;
+            println!("rabbitmq: unreachable: {error}");
+        }
+    }
+    match components.crm.lookup(&crm_probe(&components)).await {
+        CrmOutcome::Unavailable => {
+            failures += 1;
+            println!("crm: unavailable at {}", components.settings.crm.base_url);
+        }
+        _ => println!("crm: ok"),
+    }
+    match components.genesys.check_credentials().await {
+        Ok(()) => println!(
+            "genesys: ok, token granted by {}",
+            components.settings.genesys_login_url()
+        ),
+        Err(error) => {
+            failures += 1;
+            println!("genesys: {error}");
+        }
+    }
+    Ok(if failures == 0 { 0 } else { 1 })
+}
+
+/// A submission that identifies nobody, to see whether the CRM answers at all.
+fn crm_probe(components: &Components) -> crate::submission::Submission {
+    use crate::submission::{Consent, Guest, Priority, Submission, Survey, SCHEMA_VERSION};
+    Submission {
+        schema_version: SCHEMA_VERSION,
+        submission_id: "prechat-enricher-check".into(),
+        submitted_at: chrono::Utc::now(),
+        conversation_id: None,
+        guest: Guest {
+            session_hash: Some(components.hasher.hash("prechat-enricher-check")),
+            ..Default::default()
+        },
+        survey: Survey {
+            subject: String::new(),
+            priority: Priority::Normal,
+            language: None,
+        },
+        consent: Consent {
+            given: false,
+            kind: None,
+        },
+    }
+}

@@ -1,0 +1,402 @@
+//! Typed settings, layered the way operators expect: `config/default.toml`, then
+//! `config/{PRECHAT_ENV}.toml`, then the tutorials' variable names (`GENESYS_CLIENT_ID`, …),
+//! then `PRECHAT__SECTION__KEY` variables. A `.env` file is read first when present.
+//!
+//! Parsing and validation are separate steps (parse first, validate second): a
+//! bad value fails at start with a message that names the key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Old variable names from the tutorials this product replaces, mapped to their keys.
+const ALIASES: [(&str, &str); 4] = [
+    ("GENESYS_CLIENT_ID", "PRECHAT__GENESYS__CLIENT_ID"),
+    ("GENESYS_CLIENT_SECRET", "PRECHAT__GENESYS__CLIENT_SECRET"),
+    ("CRM_BASE_URL", "PRECHAT__CRM__BASE_URL"),
+    ("CRM_API_KEY", "PRECHAT__CRM__API_KEY"),
+];
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 3] = ["ingest.auth_tokens", "amqp.url", "amqp.retry_delays_secs"];
+
+/// Every setting of the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// RabbitMQ connection and topology.
+    pub amqp: AmqpSettings,
+    /// The HTTP ingest.
+    pub ingest: IngestSettings,
+    /// The consuming workers.
+    pub worker: WorkerSettings,
+    /// The CRM adapter.
+    pub crm: CrmSettings,
+    /// Genesys Cloud.
+    pub genesys: GenesysSettings,
+    /// Routing by loyalty tier.
+    pub routing: RoutingSettings,
+    /// Privacy (session hashing).
+    pub privacy: PrivacySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[amqp]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    /// One or more AMQP URLs (a cluster's nodes); tried in order. Credentials inside are secret.
+    #[serde(deserialize_with = "one_or_many_secrets")]
+    pub url: Vec<SecretString>,
+    /// Prefix of every exchange and queue name.
+    pub namespace: String,
+    /// How long a publish may wait for the broker's confirm before it counts as failed.
+    pub publish_timeout_ms: u64,
+    /// `x-delivery-limit` of the work queue: the crash-loop guard.
+    pub delivery_limit: u32,
+    /// Delay buckets of the retry queues, in seconds, ascending.
+    pub retry_delays_secs: Vec<u64>,
+    /// Retention of dead letters in hours (0 = forever).
+    pub dead_letter_ttl_hours: u64,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// Address the HTTP server binds (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// Bearer tokens accepted on `POST /v1/submissions`.
+    #[serde(default)]
+    pub auth_tokens: Vec<SecretString>,
+    /// Start without any token on purpose.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Region (ISO 3166 alpha-2) for phone numbers without a leading `+`; empty = reject them.
+    #[serde(default)]
+    pub default_phone_region: String,
+    /// Upper bound of one HTTP request, publish included.
+    pub request_timeout_ms: u64,
+}
+
+/// `[worker]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Messages processed at once per process (also the AMQP prefetch).
+    pub concurrency: u16,
+    /// Attempts before a retryable failure is dead-lettered.
+    pub max_attempts: u32,
+    /// A submission still failing this long after `submittedAt` expires.
+    pub deadline_secs: u64,
+    /// First retry delay.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// How long shutdown waits for messages in hand.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// What a worker does when the CRM cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Deliver un-enriched with `crmStatus=unavailable`.
+    Degrade,
+    /// Retry the submission later.
+    Retry,
+}
+
+/// `[crm]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct CrmSettings {
+    /// Base URL of the CRM's REST API (`{base_url}/customers`).
+    pub base_url: String,
+    /// Bearer key for the CRM.
+    pub api_key: SecretString,
+    /// Lookup timeout.
+    pub timeout_ms: u64,
+    /// Degrade or retry when the CRM is down.
+    pub on_unavailable: OnUnavailable,
+}
+
+/// `[genesys]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct GenesysSettings {
+    /// Region domain, e.g. `mypurecloud.com`, `mypurecloud.ie`, `usw2.pure.cloud`.
+    pub domain: String,
+    /// API base URL override (default `https://api.{domain}`).
+    #[serde(default)]
+    pub api_url: String,
+    /// Login base URL override (default `https://login.{domain}`).
+    #[serde(default)]
+    pub login_url: String,
+    /// OAuth client id (client credentials grant).
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: SecretString,
+    /// Process-wide request budget.
+    pub requests_per_minute: u32,
+    /// Timeout of one Genesys call.
+    pub timeout_ms: u64,
+    /// A token is renewed this long before it expires.
+    pub token_refresh_margin_secs: u64,
+}
+
+/// How the tier's queue is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingMode {
+    /// Write `targetQueueId`/`targetQueueName` for an Architect flow to act on.
+    Attributes,
+    /// Also transfer the customer participant to the queue.
+    Transfer,
+}
+
+/// `[routing]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoutingSettings {
+    /// Attributes only, or transfer too.
+    pub mode: RoutingMode,
+    /// Loyalty tier (lower-case) → queue name or id.
+    #[serde(default)]
+    pub queues: BTreeMap<String, String>,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrivacySettings {
+    /// When set, session ids are hashed with HMAC-SHA256 under this key.
+    pub session_hash_key: SecretString,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `prechat_enricher=debug,info`.
+    pub level: String,
+}
+
+/// A setting that is present but wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct InvalidSetting {
+    /// The dotted key, e.g. `genesys.client_id`.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Settings {
+    /// Loads settings from `dir` (default `config/`, or `PRECHAT_CONFIG_DIR`) and the process
+    /// environment, reading `.env` first when it exists.
+    pub fn load() -> Result<Self, config::ConfigError> {
+        let _ = dotenvy::dotenv();
+        let dir = std::env::var_os("PRECHAT_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&dir, &env)
+    }
+
+    /// Loads settings from `dir` and the given environment (tests pass their own).
+    pub fn load_from(
+        dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, config::ConfigError> {
+        let profile = env.get("PRECHAT_ENV").cloned().unwrap_or_default();
+        let aliases: HashMap<String, String> = ALIASES
+            .iter()
+            .filter_map(|(old, new)| env.get(*old).map(|v| (new.to_string(), v.clone())))
+            .collect();
+        let prechat_env = |source: HashMap<String, String>| {
+            let mut source_env = config::Environment::with_prefix("PRECHAT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .source(Some(source));
+            for key in LIST_KEYS {
+                source_env = source_env.with_list_parse_key(key);
+            }
+            source_env
+        };
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")).required(true));
+        if !profile.is_empty() {
+            builder = builder
+                .add_source(config::File::from(dir.join(format!("{profile}.toml"))).required(true));
+        }
+        builder
+            .add_source(prechat_env(aliases))
+            .add_source(prechat_env(env.clone()))
+            .build()?
+            .try_deserialize()
+    }
+
+    /// Checks what the service needs before it touches anything.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |key, reason: &str| {
+            Err(InvalidSetting {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if self.amqp.url.is_empty() {
+            return bad("amqp.url", "at least one AMQP URL is required");
+        }
+        for url in &self.amqp.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return bad("amqp.url", "must start with amqp:// or amqps://");
+            }
+        }
+        if self.amqp.namespace.is_empty()
+            || !self
+                .amqp
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return bad(
+                "amqp.namespace",
+                "must be non-empty letters, digits, '-', '_' or '.'",
+            );
+        }
+        if self.amqp.retry_delays_secs.is_empty()
+            || self.amqp.retry_delays_secs.windows(2).any(|w| w[0] >= w[1])
+            || self.amqp.retry_delays_secs[0] == 0
+        {
+            return bad(
+                "amqp.retry_delays_secs",
+                "must be positive and strictly ascending",
+            );
+        }
+        if self.ingest.auth_tokens.is_empty() && !self.ingest.allow_unauthenticated {
+            return bad(
+                "ingest.auth_tokens",
+                "no token configured; set one, or ingest.allow_unauthenticated = true on purpose",
+            );
+        }
+        if self
+            .ingest
+            .auth_tokens
+            .iter()
+            .any(|t| t.expose_secret().trim().is_empty())
+        {
+            return bad("ingest.auth_tokens", "an empty token is not allowed");
+        }
+        if !self.ingest.default_phone_region.is_empty() && self.phone_region().is_none() {
+            return bad(
+                "ingest.default_phone_region",
+                "not an ISO 3166 alpha-2 region such as US or GB",
+            );
+        }
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency", "must be at least 1");
+        }
+        if self.worker.max_attempts == 0 {
+            return bad("worker.max_attempts", "must be at least 1");
+        }
+        if self.worker.retry_base_ms == 0 || self.worker.retry_max_ms < self.worker.retry_base_ms {
+            return bad(
+                "worker.retry_max_ms",
+                "must be at least worker.retry_base_ms, which must be positive",
+            );
+        }
+        if reqwest::Url::parse(&self.crm.base_url).is_err() {
+            return bad("crm.base_url", "not a URL");
+        }
+        if self.genesys.client_id.trim().is_empty() {
+            return bad("genesys.client_id", "must be set (or GENESYS_CLIENT_ID)");
+        }
+        if self.genesys.client_secret.expose_secret().is_empty() {
+            return bad(
+                "genesys.client_secret",
+                "must be set (or GENESYS_CLIENT_SECRET)",
+            );
+        }
+        if self.genesys.requests_per_minute == 0 {
+            return bad("genesys.requests_per_minute", "must be at least 1");
+        }
+        for (key, url) in [
+            ("genesys.api_url", self.genesys_api_url()),
+            ("genesys.login_url", self.genesys_login_url()),
+        ] {
+            if reqwest::Url::parse(&url).is_err() {
+                return bad(key, "not a URL (check genesys.domain)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Genesys API base URL, without a trailing slash.
+    pub fn genesys_api_url(&self) -> String {
+        base_or(&self.genesys.api_url, || {
+            format!("https://api.{}", self.genesys.domain)
+        })
+    }
+
+    /// Genesys login base URL, without a trailing slash.
+    pub fn genesys_login_url(&self) -> String {
+        base_or(&self.genesys.login_url, || {
+            format!("https://login.{}", self.genesys.domain)
+        })
+    }
+
+    /// The default phone region, parsed.
+    pub fn phone_region(&self) -> Option<phonenumber::country::Id> {
+        self.ingest
+            .default_phone_region
+            .to_ascii_uppercase()
+            .parse()
+            .ok()
+    }
+
+    /// How long a publish may wait for its confirm.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.amqp.publish_timeout_ms)
+    }
+}
+
+fn base_or(value: &str, default: impl FnOnce() -> String) -> String {
+    let value = value.trim();
+    if value.is_empty() {
+        default()
+    } else {
+        value.trim_end_matches('/').to_string()
+    }
+}
+
+/// Accepts `url = "amqp://…"` as well as `url = ["amqp://a", "amqp://b"]`.
+fn one_or_many_secrets<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![SecretString::from(s)],
+        OneOrMany::Many(v) => v.into_iter().map(SecretString::from).collect(),
+    })
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+
+fn load(vars: &[(&str, &str)]) -> Result<Settings, config::ConfigError> {
+    let env = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::load_from(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .as_path(),
+        &env,
+    )
+}
+
+#[test]
+fn defaults_load_and_name_the_missing_credentials() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(settings.genesys.requests_per_minute, 300);
+    assert_eq!(settings.amqp.namespace, "prechat");
+    let err = settings.validate().unwrap_err();
+    assert_eq!(err.key, "ingest.auth_tokens");
+}
+
+#[test]
+fn env_vars_override_files_and_parse_lists_maps_and_booleans() {
+    let settings = load(&[
+        ("PRECHAT_ENV", "sandbox"),
+        ("PRECHAT__INGEST__AUTH_TOKENS", "tok-a,tok-b"),
+        ("PRECHAT__ROUTING__QUEUES__PLATINUM", "Platinum Support"),
+        ("PRECHAT__INGEST__ALLOW_UNAUTHENTICATED", "true"),
+        ("PRECHAT__WORKER__CONCURRENCY", "3"),
+        ("PRECHAT__AMQP__URL", "amqp://a:5672,amqp://b:5672"),
+    ])
+    .unwrap();
+    let tokens: Vec<_> = settings
+        .ingest
+        .auth_tokens
+        .iter()
+        .map(|t| t.expose_secret().to_string())
+        .collect();
+    assert_eq!(tokens, ["tok-a", "tok-b"]);
+    assert_eq!(settings.routing.queues["platinum"], "Platinum Support");
+    assert!(settings.ingest.allow_unauthenticated);
+    assert_eq!(settings.worker.concurrency, 3);
+    assert_eq!(settings.amqp.url.len(), 2);
+    settings.validate().unwrap();
+}
+
+#[test]
+fn tutorial_variable_names_work_but_prechat_names_win() {
+    let settings = load(&[
+        ("GENESYS_CLIENT_ID", "from-alias"),
+        ("GENESYS_CLIENT_SECRET", "alias-secret"),
+        ("CRM_API_KEY", "crm-alias"),
+        ("PRECHAT__GENESYS__CLIENT_SECRET", "prechat-secret"),
+    ])
+    .unwrap();
+    assert_eq!(settings.genesys.client_id, "from-alias");
+    assert_eq!(
+        settings.genesys.client_secret.expose_secret(),
+        "prechat-secret"
+    );
+    assert_eq!(settings.crm.api_key.expose_secret(), "crm-alias");
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let settings = load(&[
+        ("PRECHAT_ENV", "sandbox"),
+        ("PRECHAT__GENESYS__CLIENT_SECRET", "very-secret-value"),
+        ("PRECHAT__PRIVACY__SESSION_HASH_KEY", "hash-key-value"),
+    ])
+    .unwrap();
+    let debug = format!("{settings:?}");
+    for secret in [
+        "very-secret-value",
+        "hash-key-value",
+        "demo-ingest-token",
+        "sandbox-crm-key",
+        "guest:guest",
+    ] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug");
+    }
+}
+
+#[test]
+fn a_bad_value_fails_with_a_message_naming_the_key() {
+    let err = load(&[("PRECHAT__WORKER__CONCURRENCY", "many")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("concurrency"), "{err}");
+    let err = load(&[("PRECHAT__ROUTING__MODE", "teleport")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mode"), "{err}");
+    let settings = load(&[
+        ("PRECHAT_ENV", "sandbox"),
+        ("PRECHAT__GENESYS__REQUESTS_PER_MINUTE", "0"),
+    ])
+    .unwrap();
+    assert_eq!(
+        settings.validate().unwrap_err().key,
+        "genesys.requests_per_minute"
+    );
+}
+
+#[test]
+fn genesys_urls_derive_from_the_domain_unless_overridden() {
+    let settings = load(&[("PRECHAT__GENESYS__DOMAIN", "mypurecloud.ie")]).unwrap();
+    assert_eq!(settings.genesys_api_url(), "https://api.mypurecloud.ie");
+    assert_eq!(settings.genesys_login_url(), "https://login.mypurecloud.ie");
+}

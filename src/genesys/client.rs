@@ -1,0 +1,239 @@
+//! The Genesys Cloud Platform API client: every call goes through the process's
+//! [`Budget`], carries a cached token (401 → drop it, try once more), and waits out
+//! 429s for `Retry-After` without counting them as failures.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::auth::TokenProvider;
+use super::budget::Budget;
+use super::error::{ErrorBody, GenesysError};
+use super::model::{MessageConversation, ParticipantAttributes};
+use crate::metrics::{GenesysLabels, Metrics, RouteLabels};
+
+/// 429s one call waits out before it hands the message back for a later try.
+const MAX_RATE_LIMITED_WAITS: u32 = 10;
+/// Used when a 429 comes without a usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where and how to reach Genesys.
+pub struct GenesysConfig {
+    /// `https://api.{domain}` or an override.
+    pub api_url: String,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+/// A Genesys Cloud API client; one per process, shared.
+pub struct GenesysClient {
+    http: reqwest::Client,
+    api_url: String,
+    timeout: Duration,
+    tokens: TokenProvider,
+    budget: Arc<Budget>,
+    metrics: Arc<Metrics>,
+}
+
+impl GenesysClient {
+    /// A client calling `config.api_url` with tokens from `tokens`, under `budget`.
+    pub fn new(
+        http: reqwest::Client,
+        config: GenesysConfig,
+        tokens: TokenProvider,
+        budget: Arc<Budget>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            http,
+            api_url: config.api_url,
+            timeout: config.timeout,
+            tokens,
+            budget,
+            metrics,
+        }
+    }
+
+    /// Grants (or reuses) a token: proves the credentials work.
+    pub async fn check_credentials(&self) -> Result<(), GenesysError> {
+        self.tokens.token().await.map(|_| ())
+    }
+
+    /// `GET /api/v2/conversations/messages/{id}`.
+    pub async fn get_message_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<MessageConversation, GenesysError> {
+        let path = format!("/api/v2/conversations/messages/{conversation_id}");
+        self.call_json("get_conversation", Method::GET, &path, None::<&()>)
+            .await
+    }
+
+    /// `PATCH /api/v2/conversations/messages/{cid}/participants/{pid}/attributes` (202).
+    pub async fn patch_participant_attributes(
+        &self,
+        conversation_id: &str,
+        participant_id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), GenesysError> {
+        let path = format!("/api/v2/conversations/messages/{conversation_id}/participants/{participant_id}/attributes");
+        self.call(
+            "patch_attributes",
+            Method::PATCH,
+            &path,
+            Some(&ParticipantAttributes { attributes }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A call whose answer is JSON of type `T`.
+    pub async fn call_json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        route: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<T, GenesysError> {
+        let bytes = self.call(route, method, path_and_query, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| GenesysError::Unavailable {
+            status: None,
+            reason: format!("{route}: answer not understood: {e}"),
+            body: None,
+        })
+    }
+
+    /// One logical call: budget, token, 401 and 429 handling; returns the body of a 2xx.
+    pub async fn call<B: Serialize>(
+        &self,
+        route: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, GenesysError> {
+        let url = format!("{}{}", self.api_url, path_and_query);
+        let mut refreshed_token = false;
+        let mut rate_limited = 0;
+        loop {
+            let token = self.tokens.token().await?;
+            self.budget.acquire().await;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.expose())
+                .timeout(self.timeout);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let started = Instant::now();
+            let result = request.send().await;
+            self.metrics
+                .genesys_latency
+                .get_or_create(&RouteLabels { route })
+                .observe(started.elapsed().as_secs_f64());
+            let response = match result {
+                Ok(response) => response,
+                Err(error) => {
+                    self.count(route, "error".into());
+                    return Err(GenesysError::Unavailable {
+                        status: None,
+                        reason: format!("{route}: {}", transport_reason(&error)),
+                        body: None,
+                    });
+                }
+            };
+            let status = response.status();
+            self.count(route, status.as_u16().to_string());
+            let retry_after = retry_after(response.headers());
+            let bytes = match response.bytes().await {
+                Ok(bytes) => bytes.to_vec(),
+                Err(error) => {
+                    return Err(GenesysError::Unavailable {
+                        status: Some(status.as_u16()),
+                        reason: format!("{route}: {}", transport_reason(&error)),
+                        body: None,
+                    })
+                }
+            };
+            match status {
+                s if s.is_success() => return Ok(bytes),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    self.metrics.genesys_rate_limited.inc();
+                    let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                    self.budget.pause_for(wait);
+                    rate_limited += 1;
+                    tracing::warn!(
+                        genesys.route = route,
+                        retry_after_ms = wait.as_millis() as u64,
+                        "Genesys rate limit hit; pausing every caller"
+                    );
+                    if rate_limited >= MAX_RATE_LIMITED_WAITS {
+                        return Err(GenesysError::RateLimited { retry_after: wait });
+                    }
+                }
+                StatusCode::UNAUTHORIZED if !refreshed_token => {
+                    self.tokens.invalidate(&token).await;
+                    refreshed_token = true;
+                }
+                _ => return Err(classify(status, ErrorBody::from_bytes(&bytes))),
+            }
+        }
+    }
+
+    fn count(&self, route: &'static str, status: String) {
+        self.metrics
+            .genesys_requests
+            .get_or_create(&GenesysLabels { route, status })
+            .inc();
+    }
+}
+
+fn classify(status: StatusCode, body: ErrorBody) -> GenesysError {
+    let code = status.as_u16();
+    match status {
+        StatusCode::UNAUTHORIZED => GenesysError::Unauthorized { status: code, body },
+        StatusCode::FORBIDDEN => GenesysError::Forbidden { body },
+        StatusCode::NOT_FOUND => GenesysError::NotFound { body },
+        StatusCode::REQUEST_TIMEOUT => GenesysError::Unavailable {
+            status: Some(code),
+            reason: "request timeout".into(),
+            body: Some(body),
+        },
+        s if s.is_server_error() => GenesysError::Unavailable {
+            status: Some(code),
+            reason: format!("answered {code}"),
+            body: Some(body),
+        },
+        _ => GenesysError::Rejected { status: code, body },
+    }
+}
+
+/// `Retry-After` in seconds (Genesys sends whole seconds).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+/// A transport error in a few words, never with the URL's query (it may hold PII).
+pub(crate) fn transport_reason(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "response body failed"
+    } else {
+        "request failed"
+    }
+}

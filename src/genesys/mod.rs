@@ -1,0 +1,12 @@
+//! Genesys Cloud: OAuth tokens, the process-wide request budget, the API client and
+//! its errors. Only real Platform API endpoints are used (see `shared/genesys-api.md`).
+
+pub mod auth;
+pub mod budget;
+pub mod client;
+pub mod error;
+pub mod model;
+
+pub use budget::Budget;
+pub use client::{GenesysClient, GenesysConfig};
+pub use error::{ErrorBody, GenesysError};

@@ -1,0 +1,73 @@
+//! The few Genesys Cloud shapes the service reads and writes (field names as in the
+//! Platform API; unknown fields are ignored).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST https://login.{domain}/oauth/token` answer.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// `GET /api/v2/conversations/messages/{id}` (`MessageConversation`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageConversation {
+    /// Conversation id.
+    pub id: String,
+    /// Every participant: customer, acd, agent, …
+    #[serde(default)]
+    pub participants: Vec<MessageParticipant>,
+}
+
+/// A `MessageMediaParticipant`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageParticipant {
+    /// Participant id.
+    pub id: String,
+    /// `customer`, `agent`, `acd`, `workflow`, …
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// `connected`, `disconnected`, …
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Participant data (strings only).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// The queue the participant is in, when routed.
+    #[serde(default)]
+    pub queue: Option<EntityRef>,
+}
+
+/// `{ "id": … }` reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntityRef {
+    /// Entity id.
+    pub id: String,
+}
+
+impl MessageConversation {
+    /// The customer participant (`purpose == "customer"`); the connected one when
+    /// there are several.
+    pub fn customer(&self) -> Option<&MessageParticipant> {
+        let mut customers = self
+            .participants
+            .iter()
+            .filter(|p| p.purpose.as_deref() == Some("customer"));
+        let first = customers.clone().next();
+        customers
+            .find(|p| p.state.as_deref() != Some("disconnected"))
+            .or(first)
+    }
+}
+
+/// `PATCH …/participants/{pid}/attributes` body (`ParticipantAttributes`).
+#[derive(Debug, Serialize)]
+pub struct ParticipantAttributes<'a> {
+    /// String values only.
+    pub attributes: &'a BTreeMap<String, String>,
+}

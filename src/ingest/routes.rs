@@ -1,0 +1,218 @@
+//! Routes of the ingest.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use lapin::types::FieldTable;
+use serde_json::json;
+
+use super::auth::TokenSet;
+use super::error::ApiError;
+use crate::metrics::{Metrics, StatusLabels};
+use crate::privacy::SessionHasher;
+use crate::queue::headers::{self, json_properties, HeaderExt};
+use crate::queue::topology::SUBMISSION_KEY;
+use crate::queue::{PublishError, Publisher, Topology};
+use crate::submission::{parse_submission, Origin, ParseContext, MAX_BODY_BYTES};
+
+/// What the ingest's handlers share.
+pub struct IngestState {
+    /// Accepted bearer tokens.
+    pub tokens: TokenSet,
+    /// Confirmed publishing.
+    pub publisher: Publisher,
+    /// Queue names.
+    pub topology: Topology,
+    /// Session id hashing.
+    pub hasher: SessionHasher,
+    /// Region for phone numbers without `+`.
+    pub phone_region: Option<phonenumber::country::Id>,
+    /// Set once the topology is declared.
+    pub topology_ready: Arc<AtomicBool>,
+    /// Metrics (also served here).
+    pub metrics: Arc<Metrics>,
+}
+
+/// The ingest's router.
+pub fn router(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route("/v1/submissions", post(submit))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        // The body limit is enforced in `submit`, so a large body gets our error shape.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn submit(State(state): State<Arc<IngestState>>, request: Request<Body>) -> Response {
+    let response = match accept(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    state
+        .metrics
+        .ingest_requests
+        .get_or_create(&StatusLabels {
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    if !state.tokens.authorizes(&parts.headers) {
+        return Err(ApiError::unauthorized());
+    }
+    if !is_json(&parts.headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON with 'Content-Type: application/json'",
+        ));
+    }
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+    let context = ParseContext {
+        origin: Origin::Http,
+        now: Utc::now(),
+        hasher: &state.hasher,
+        default_phone_region: state.phone_region,
+    };
+    let submission = parse_submission(&body, &context)?;
+
+    let mut message_headers = FieldTable::default();
+    message_headers.set_number(headers::ATTEMPT, 1);
+    message_headers.set_text(headers::TRACEPARENT, traceparent(&parts.headers));
+    let properties = json_properties(&submission.submission_id, message_headers);
+    let published = state
+        .publisher
+        .publish(
+            &state.topology.ingest_exchange(),
+            SUBMISSION_KEY,
+            &submission.to_json(),
+            properties,
+        )
+        .await;
+    match published {
+        Ok(()) => {
+            tracing::info!(submission.id = %submission.submission_id, "submission accepted");
+            let body = json!({"submissionId": submission.submission_id, "status": "queued"});
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err(error) => {
+            match &error {
+                PublishError::Unroutable { .. } => {
+                    tracing::error!(%error, "ingest exchange has no bound queue; check the topology")
+                }
+                _ => tracing::warn!(%error, "submission not accepted: broker unavailable"),
+            }
+            Err(ApiError::broker_unavailable())
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
+
+/// The caller's W3C `traceparent` when well-formed, else a new one.
+fn traceparent(headers: &HeaderMap) -> String {
+    let given = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    if let Some(value) = given.filter(|v| is_traceparent(v)) {
+        return value.to_string();
+    }
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+}
+
+async fn ready(State(state): State<Arc<IngestState>>) -> Response {
+    let topology = state.topology_ready.load(Ordering::Acquire);
+    let broker = topology && state.publisher.ready().await;
+    let status = if broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"broker": broker, "topology": topology})),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_is_kept_and_a_bad_one_replaced() {
+        let mut headers = HeaderMap::new();
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert("traceparent", given.parse().unwrap());
+        assert_eq!(traceparent(&headers), given);
+        headers.insert("traceparent", "garbage".parse().unwrap());
+        assert!(is_traceparent(&traceparent(&headers)));
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json(&headers));
+    }
+}

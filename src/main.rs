@@ -1,0 +1,15 @@
+use clap::Parser;
+use prechat_enricher::cli::{run, Cli};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let shutdown = prechat_enricher::shutdown::on_signal();
+    match run(cli, shutdown).await {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}

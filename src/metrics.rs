@@ -1,0 +1,198 @@
+//! Prometheus metrics, served on `/metrics` in the text format.
+//!
+//! One [`Metrics`] per process, passed to every component that records (never a
+//! global), so tests can read the figures of their own app.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// `status` label of ingest requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of processed submissions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `enriched`, `awaiting`, `retrying`, `dead_lettered`, `expired`.
+    pub outcome: &'static str,
+    /// Dead-letter class or retry cause; empty when enriched.
+    pub error_class: &'static str,
+}
+
+/// Labels of Genesys requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GenesysLabels {
+    /// Logical endpoint, e.g. `get_conversation`, `patch_attributes`, `token`.
+    pub route: &'static str,
+    /// HTTP status, or `error` when no response came.
+    pub status: String,
+}
+
+/// `route` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Logical endpoint.
+    pub route: &'static str,
+}
+
+/// `result` label of CRM lookups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrmLabels {
+    /// `found`, `not_found`, `unavailable`.
+    pub result: &'static str,
+}
+
+/// Depth of one queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Queue name.
+    pub queue: String,
+    /// `ready` or `unacked`.
+    pub state: &'static str,
+}
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    /// `prechat_ingest_requests_total{status}`.
+    pub ingest_requests: Family<StatusLabels, Counter>,
+    /// `prechat_submissions_total{outcome,error_class}`.
+    pub submissions: Family<OutcomeLabels, Counter>,
+    /// `prechat_end_to_end_latency_seconds`: accepted → enriched.
+    pub end_to_end_latency: Histogram,
+    /// `prechat_genesys_requests_total{route,status}`.
+    pub genesys_requests: Family<GenesysLabels, Counter>,
+    /// `prechat_genesys_request_duration_seconds{route}`.
+    pub genesys_latency: Family<RouteLabels, Histogram>,
+    /// `prechat_genesys_rate_limited_total`: 429s received.
+    pub genesys_rate_limited: Counter,
+    /// `prechat_genesys_limiter_wait_seconds`: time spent waiting for the budget.
+    pub limiter_wait: Histogram,
+    /// `prechat_genesys_token_refreshes_total`.
+    pub token_refreshes: Counter,
+    /// `prechat_crm_requests_total{result}`.
+    pub crm_requests: Family<CrmLabels, Counter>,
+    /// `prechat_crm_request_duration_seconds`.
+    pub crm_latency: Histogram,
+    /// `prechat_queue_messages{queue,state}`.
+    pub queue_messages: Family<QueueLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("prechat");
+        let metrics = Metrics {
+            ingest_requests: Family::default(),
+            submissions: Family::default(),
+            end_to_end_latency: latency_histogram(),
+            genesys_requests: Family::default(),
+            genesys_latency: Family::new_with_constructor(latency_histogram),
+            genesys_rate_limited: Counter::default(),
+            limiter_wait: latency_histogram(),
+            token_refreshes: Counter::default(),
+            crm_requests: Family::default(),
+            crm_latency: latency_histogram(),
+            queue_messages: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "ingest_requests",
+            "HTTP submissions by status",
+            metrics.ingest_requests.clone(),
+        );
+        registry.register(
+            "submissions",
+            "Processed submissions by outcome",
+            metrics.submissions.clone(),
+        );
+        registry.register_with_unit(
+            "end_to_end_latency",
+            "Accepted to enriched",
+            Unit::Seconds,
+            metrics.end_to_end_latency.clone(),
+        );
+        registry.register(
+            "genesys_requests",
+            "Genesys requests by route and status",
+            metrics.genesys_requests.clone(),
+        );
+        registry.register_with_unit(
+            "genesys_request_duration",
+            "Genesys request latency",
+            Unit::Seconds,
+            metrics.genesys_latency.clone(),
+        );
+        registry.register(
+            "genesys_rate_limited",
+            "429 answers from Genesys",
+            metrics.genesys_rate_limited.clone(),
+        );
+        registry.register_with_unit(
+            "genesys_limiter_wait",
+            "Time spent waiting for the Genesys budget",
+            Unit::Seconds,
+            metrics.limiter_wait.clone(),
+        );
+        registry.register(
+            "genesys_token_refreshes",
+            "OAuth token grants",
+            metrics.token_refreshes.clone(),
+        );
+        registry.register(
+            "crm_requests",
+            "CRM lookups by result",
+            metrics.crm_requests.clone(),
+        );
+        registry.register_with_unit(
+            "crm_request_duration",
+            "CRM lookup latency",
+            Unit::Seconds,
+            metrics.crm_latency.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages per queue (ready, unacked)",
+            metrics.queue_messages.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts one processed submission.
+    pub fn count_submission(&self, outcome: &'static str, error_class: &'static str) {
+        self.submissions
+            .get_or_create(&OutcomeLabels {
+                outcome,
+                error_class,
+            })
+            .inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

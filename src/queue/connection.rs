@@ -1,0 +1,149 @@
+//! Connections to RabbitMQ, pooled with deadpool-lapin, with failover across the
+//! addresses of a cluster.
+//!
+//! A process keeps publishing and consuming on separate connections: when the broker
+//! raises a memory or disk alarm it blocks publishing connections, and acks must still
+//! flow on the consuming one.
+
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use lapin::{Channel, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Tries each node of the cluster in order and keeps the first connection that opens.
+pub struct FailoverManager {
+    nodes: Vec<(String, deadpool_lapin::Manager)>,
+}
+
+impl FailoverManager {
+    fn new(urls: &[SecretString], connection_name: &str) -> Self {
+        let nodes = urls
+            .iter()
+            .map(|url| {
+                let name = connection_name.to_string();
+                let manager = deadpool_lapin::Manager::new(
+                    url.expose_secret(),
+                    move || {
+                        ConnectionProperties::default().with_connection_name(name.clone().into())
+                    },
+                    async_rs_runtime(),
+                );
+                (redact_url(url.expose_secret()), manager)
+            })
+            .collect();
+        Self { nodes }
+    }
+}
+
+fn async_rs_runtime() -> async_rs::TokioRuntime {
+    async_rs::Runtime::tokio_current()
+}
+
+impl managed::Manager for FailoverManager {
+    type Type = lapin::Connection;
+    type Error = lapin::Error;
+
+    async fn create(&self) -> Result<lapin::Connection, lapin::Error> {
+        let mut last_error = None;
+        for (label, node) in &self.nodes {
+            match managed::Manager::create(node).await {
+                Ok(connection) => {
+                    tracing::info!(amqp.node = %label, "connected to RabbitMQ");
+                    return Ok(connection);
+                }
+                Err(error) => {
+                    tracing::warn!(amqp.node = %label, %error, "RabbitMQ node unreachable");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.expect("amqp.url holds at least one address"))
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut lapin::Connection,
+        _: &Metrics,
+    ) -> RecycleResult<lapin::Error> {
+        if connection.status().connected() {
+            Ok(())
+        } else {
+            Err(RecycleError::message("connection closed"))
+        }
+    }
+}
+
+/// One pooled connection to the cluster, from which channels are opened.
+#[derive(Clone)]
+pub struct Broker {
+    pool: managed::Pool<FailoverManager>,
+}
+
+/// The broker could not be reached or refused the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No node answered, or the pool timed out.
+    #[error("RabbitMQ unavailable: {0}")]
+    Unavailable(String),
+    /// The broker answered with an error.
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+}
+
+impl Broker {
+    /// A broker handle named `connection_name` in the management UI; connects lazily.
+    pub fn new(urls: &[SecretString], connection_name: &str) -> Self {
+        let pool = managed::Pool::builder(FailoverManager::new(urls, connection_name))
+            .max_size(1)
+            .runtime(deadpool::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .expect("a pool with a runtime and timeouts builds");
+        Self { pool }
+    }
+
+    /// Opens a new channel on the (re)connected connection.
+    pub async fn channel(&self) -> Result<Channel, BrokerError> {
+        let connection = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        Ok(connection.create_channel().await?)
+    }
+
+    /// Closes the connection (pending deliveries return to their queues).
+    pub async fn close(&self) {
+        if let Ok(connection) = self.pool.get().await {
+            let _ = connection.close(200, "shutdown".into()).await;
+        }
+        self.pool.close();
+    }
+}
+
+/// `amqp://user:pass@host:5672/vhost` → `amqp://host:5672/vhost`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => "<amqp url>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn credentials_are_removed_from_logged_urls() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@rabbit:5672/%2f"),
+            "amqp://rabbit:5672/%2f"
+        );
+        assert_eq!(redact_url("amqps://rabbit"), "amqps://rabbit");
+    }
+}

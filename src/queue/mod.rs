@@ -1,0 +1,12 @@
+//! RabbitMQ: connections, the topology, confirmed publishing, our headers and the
+//! outcome events.
+
+pub mod connection;
+pub mod events;
+pub mod headers;
+pub mod publisher;
+pub mod topology;
+
+pub use connection::{Broker, BrokerError};
+pub use publisher::{PublishError, Publisher};
+pub use topology::Topology;

@@ -1,0 +1,126 @@
+//! The workers: consume `prechat.submissions` with prefetch = `worker.concurrency` and
+//! manual acks, run [`process::Processor`] on each message, and carry out the
+//! [`decision::decide`] verdict. A retry or dead letter is a new confirmed publish, made
+//! before the original is acked, so a crash at any point loses nothing.
+
+pub mod decision;
+pub mod handle;
+pub mod process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::crm::CustomerDirectory;
+use crate::queue::{Broker, BrokerError};
+pub use handle::WorkerContext;
+
+/// A pool of `concurrency` message handlers on one consuming channel.
+pub struct Worker<C> {
+    context: Arc<WorkerContext<C>>,
+    broker: Broker,
+    concurrency: u16,
+    shutdown_timeout: Duration,
+}
+
+impl<C: CustomerDirectory + 'static> Worker<C> {
+    /// A worker consuming through `broker` (its own connection).
+    pub fn new(
+        context: Arc<WorkerContext<C>>,
+        broker: Broker,
+        concurrency: u16,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        Self {
+            context,
+            broker,
+            concurrency,
+            shutdown_timeout,
+        }
+    }
+
+    /// Consumes until `shutdown` is cancelled, reconnecting with backoff when the broker
+    /// goes away. On shutdown it stops taking messages, lets the ones in hand finish within
+    /// the shutdown timeout, and leaves the rest to return to the queue.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut reconnect_delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(15))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => break,
+                Err(error) => {
+                    let delay = reconnect_delays.next().unwrap_or(Duration::from_secs(15));
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "worker lost RabbitMQ; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+        let queue = self.context.topology.submissions_queue();
+        let channel = self.broker.channel().await?;
+        channel
+            .basic_qos(self.concurrency, BasicQosOptions::default())
+            .await?;
+        let tag = format!("prechat-worker-{}", uuid::Uuid::new_v4());
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %queue, concurrency = self.concurrency, "worker consuming");
+        let mut in_hand = JoinSet::new();
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(_) = in_hand.join_next(), if !in_hand.is_empty() => {}
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let context = self.context.clone();
+                        in_hand.spawn(async move { context.handle(delivery).await });
+                    }
+                    Some(Err(error)) => break Err(error.into()),
+                    None => break Err(BrokerError::Unavailable("the broker cancelled the consumer".into())),
+                },
+            }
+        };
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        let finishing = in_hand.len();
+        let drained = tokio::time::timeout(self.shutdown_timeout, async {
+            while in_hand.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                unfinished = in_hand.len(),
+                "shutdown timeout: unfinished messages return to the queue"
+            );
+            in_hand.abort_all();
+        } else if finishing > 0 {
+            tracing::info!(finished = finishing, "messages in hand finished");
+        }
+        let _ = channel.close(200, "worker stopping".into()).await;
+        result
+    }
+}
