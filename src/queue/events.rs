@@ -6,7 +6,7 @@ use lapin::types::FieldTable;
 use serde::{Deserialize, Serialize};
 
 use super::headers::{json_properties, timestamp};
-use super::{PublishError, Publisher, Topology};
+use super::{Publisher, Topology};
 
 /// What happened to a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +92,7 @@ impl EventPublisher {
         let properties = json_properties(&event.submission_id, headers);
         match self
             .publisher
-            .publish(
+            .publish_unrouted_ok(
                 &self.exchange,
                 event.outcome.routing_key(),
                 &body,
@@ -100,7 +100,7 @@ impl EventPublisher {
             )
             .await
         {
-            Ok(()) | Err(PublishError::Unroutable { .. }) => {}
+            Ok(()) => {}
             Err(error) => {
                 tracing::warn!(submission.id = %event.submission_id, %error, "outcome event not published")
             }

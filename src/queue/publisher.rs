@@ -84,7 +84,8 @@ impl Publisher {
         Self { channels, timeout }
     }
 
-    /// Publishes one persistent message and waits for the broker's confirm.
+    /// Publishes one persistent message and waits for the broker's confirm; a message no
+    /// queue is bound for is an error ([`PublishError::Unroutable`]).
     pub async fn publish(
         &self,
         exchange: &str,
@@ -92,13 +93,34 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
+        self.publish_with(exchange, routing_key, body, properties, true)
+            .await
+    }
+
+    /// Like [`publish`](Self::publish), but a message no queue is bound for is simply
+    /// dropped by the broker (events nobody listens to).
+    pub async fn publish_unrouted_ok(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        self.publish_with(exchange, routing_key, body, properties, false)
+            .await
+    }
+
+    async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+        mandatory: bool,
+    ) -> Result<(), PublishError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(
-            timeout,
-            self.publish_confirmed(exchange, routing_key, body, properties),
-        )
-        .await
-        {
+        let publish = self.publish_confirmed(exchange, routing_key, body, properties, mandatory);
+        match tokio::time::timeout(timeout, publish).await {
             Ok(result) => result,
             Err(_) => Err(PublishError::Timeout(timeout)),
         }
@@ -115,9 +137,10 @@ impl Publisher {
         routing_key: &str,
         body: &[u8],
         properties: BasicProperties,
+        mandatory: bool,
     ) -> Result<(), PublishError> {
         let options = BasicPublishOptions {
-            mandatory: true,
+            mandatory,
             ..Default::default()
         };
         // A pooled channel can be stale after a broker restart; the second try gets a fresh one.

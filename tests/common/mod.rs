@@ -1,0 +1,435 @@
+//! The shared integration-test harness: a real RabbitMQ (from `AMQP_URL`, default the local
+//! one), an in-process `prechat-sim`, and the service built from settings with a namespace
+//! of its own, so that tests run in parallel on one broker and clean up after themselves.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use prechat_enricher::config::Settings;
+use prechat_enricher::queue::headers::{json_properties, HeaderExt};
+use prechat_enricher::queue::{Broker, Topology};
+use prechat_enricher::startup::{Application, Roles};
+use prechat_sim::{SimConfig, SimHandle};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The ingest token every test app accepts.
+pub const TOKEN: &str = "test-ingest-token";
+
+/// The broker the tests use.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Settings for a test app against `sim`, in namespace `namespace`, with `overrides`
+/// (`PRECHAT__…` style keys) applied last.
+pub fn test_settings(sim: &SimHandle, namespace: &str, overrides: &[(&str, &str)]) -> Settings {
+    let base = sim.base_url();
+    let mut env: HashMap<String, String> = [
+        ("PRECHAT__AMQP__URL", amqp_url()),
+        ("PRECHAT__AMQP__NAMESPACE", namespace.to_string()),
+        ("PRECHAT__AMQP__RETRY_DELAYS_SECS", "1,2,5".into()),
+        ("PRECHAT__AMQP__PUBLISH_TIMEOUT_MS", "3000".into()),
+        ("PRECHAT__INGEST__BIND", "127.0.0.1:0".into()),
+        ("PRECHAT__INGEST__AUTH_TOKENS", TOKEN.into()),
+        ("PRECHAT__WORKER__CONCURRENCY", "8".into()),
+        ("PRECHAT__WORKER__RETRY_BASE_MS", "200".into()),
+        ("PRECHAT__WORKER__RETRY_MAX_MS", "2000".into()),
+        ("PRECHAT__WORKER__SHUTDOWN_TIMEOUT_SECS", "5".into()),
+        ("PRECHAT__CRM__BASE_URL", base.clone()),
+        ("PRECHAT__CRM__API_KEY", "sandbox-crm-key".into()),
+        ("PRECHAT__CRM__TIMEOUT_MS", "2000".into()),
+        ("PRECHAT__GENESYS__API_URL", base.clone()),
+        ("PRECHAT__GENESYS__LOGIN_URL", base),
+        ("PRECHAT__GENESYS__CLIENT_ID", "sandbox-client".into()),
+        ("PRECHAT__GENESYS__CLIENT_SECRET", "sandbox-secret".into()),
+        ("PRECHAT__GENESYS__REQUESTS_PER_MINUTE", "100000".into()),
+        ("PRECHAT__GENESYS__TIMEOUT_MS", "3000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (key, value) in overrides {
+        env.insert(key.to_string(), value.to_string());
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    Settings::load_from(&dir, &env).expect("test settings load")
+}
+
+/// A namespace no other test uses.
+pub fn unique_namespace(test: &str) -> String {
+    format!(
+        "t-{test}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A running app, its sandbox, and a broker connection for inspection.
+pub struct TestApp {
+    /// Base URL of the ingest.
+    pub url: String,
+    /// The sandbox.
+    pub sim: SimHandle,
+    /// Queue names.
+    pub topology: Topology,
+    /// Settings the app runs with.
+    pub settings: Settings,
+    /// A connection of the test's own.
+    pub broker: Broker,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The app's metrics.
+    pub metrics: std::sync::Arc<prechat_enricher::metrics::Metrics>,
+}
+
+/// Starts a sandbox with `sim_config` and an app (ingest + workers) with `overrides`.
+pub async fn spawn_app_with(
+    test: &str,
+    sim_config: SimConfig,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    let sim = prechat_sim::spawn(sim_config)
+        .await
+        .expect("sandbox starts");
+    let namespace = unique_namespace(test);
+    let settings = test_settings(&sim, &namespace, overrides);
+    start(sim, settings, Roles::ALL).await
+}
+
+/// Starts a sandbox with defaults and an app.
+pub async fn spawn_app(test: &str) -> TestApp {
+    spawn_app_with(test, SimConfig::default(), &[]).await
+}
+
+/// Starts an app for `settings` against an existing sandbox and waits until it is ready.
+pub async fn start(sim: SimHandle, settings: Settings, roles: Roles) -> TestApp {
+    let app = start_unchecked(sim, settings, roles).await;
+    app.wait_ready().await;
+    app
+}
+
+/// Starts an app without waiting for the broker (for tests where it is unreachable).
+pub async fn start_unchecked(sim: SimHandle, settings: Settings, roles: Roles) -> TestApp {
+    let app = Application::build(settings.clone(), roles)
+        .await
+        .expect("app builds");
+    let url = app
+        .ingest_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
+    let metrics = app.metrics();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        url,
+        sim,
+        topology: Topology::new(&settings.amqp),
+        broker: Broker::new(&settings.amqp.url, "prechat-enricher tests"),
+        settings,
+        http: reqwest::Client::new(),
+        shutdown,
+        task: Some(task),
+        metrics,
+    }
+}
+
+impl TestApp {
+    async fn wait_ready(&self) {
+        // The topology is declared in the background; wait for it (and the ingest).
+        let declared = wait_until(Duration::from_secs(20), || async {
+            let channel = self.broker.channel().await.ok()?;
+            let queue = self.topology.submissions_queue();
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .ok()
+        })
+        .await;
+        assert!(declared.is_some(), "topology declared");
+        if !self.url.is_empty() {
+            let ready = wait_until(Duration::from_secs(20), || async {
+                let response = self
+                    .http
+                    .get(format!("{}/readyz", self.url))
+                    .send()
+                    .await
+                    .ok()?;
+                response.status().is_success().then_some(())
+            })
+            .await;
+            assert!(ready.is_some(), "ingest ready");
+        }
+    }
+
+    /// `POST /v1/submissions` with the test token.
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        self.post_raw(
+            body.to_string().into_bytes(),
+            Some(TOKEN),
+            "application/json",
+        )
+        .await
+    }
+
+    /// `POST /v1/submissions` with anything.
+    pub async fn post_raw(
+        &self,
+        body: Vec<u8>,
+        token: Option<&str>,
+        content_type: &str,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/submissions", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("ingest answers")
+    }
+
+    /// Publishes a raw body straight to the ingest exchange, as a web tier may.
+    pub async fn publish_raw(&self, body: &[u8], message_id: &str) {
+        let channel = self.broker.channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        channel
+            .basic_publish(
+                self.topology.ingest_exchange().as_str().into(),
+                "submission".into(),
+                Default::default(),
+                body,
+                json_properties(message_id, FieldTable::default()),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Messages ready + unacked in a queue.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let channel = self.broker.channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        declared.message_count()
+    }
+
+    /// Total messages in every queue of the topology.
+    pub async fn total_depth(&self) -> u32 {
+        let mut total = 0;
+        for queue in self.topology.queues() {
+            total += self.queue_depth(&queue).await;
+        }
+        total
+    }
+
+    /// Every dead letter: (headers, body). Leaves them in the queue.
+    pub async fn dead_letters(&self) -> Vec<(FieldTable, Value)> {
+        let channel = self.broker.channel().await.unwrap();
+        let queue = self.topology.dead_letter_queue();
+        let mut out = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            let headers = message
+                .delivery
+                .properties
+                .headers()
+                .clone()
+                .unwrap_or_default();
+            out.push((
+                headers,
+                serde_json::from_slice(&message.delivery.data).unwrap_or(Value::Null),
+            ));
+        }
+        // Closing the channel returns every fetched message to the queue.
+        let _ = channel.close(200, "read".into()).await;
+        out
+    }
+
+    /// A queue that receives a copy of every message routed with `routing_key` on `exchange`.
+    pub async fn tap(&self, exchange: &str, routing_key: &str) -> Tap {
+        let channel = self.broker.channel().await.unwrap();
+        let name = format!(
+            "{}.tap.{}",
+            self.settings.amqp.namespace,
+            uuid::Uuid::new_v4().simple()
+        );
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Tap {
+            consumer,
+            _channel: channel,
+        }
+    }
+
+    /// Reads the app's metrics text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the app (like SIGTERM) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stops cleanly");
+        }
+    }
+
+    /// Stops the app and deletes its queues and exchanges.
+    pub async fn cleanup(mut self) {
+        self.stop().await;
+        self.topology
+            .delete(&self.broker)
+            .await
+            .expect("topology deleted");
+        self.sim.shutdown();
+    }
+}
+
+/// A tap's messages.
+pub struct Tap {
+    consumer: lapin::Consumer,
+    _channel: lapin::Channel,
+}
+
+/// A message seen by a tap.
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    /// Headers.
+    pub headers: FieldTable,
+    /// Raw body.
+    pub body: Vec<u8>,
+    /// Routing key.
+    pub routing_key: String,
+}
+
+impl Tapped {
+    /// Body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    /// A header as text.
+    pub fn header(&self, key: &str) -> Option<String> {
+        self.headers.text(key)
+    }
+}
+
+impl Tap {
+    /// Collects messages until `want` have arrived or `timeout` passes.
+    pub async fn collect(&mut self, want: usize, timeout: Duration) -> Vec<Tapped> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < want {
+            match tokio::time::timeout_at(deadline, self.consumer.next()).await {
+                Ok(Some(Ok(delivery))) => out.push(Tapped {
+                    headers: delivery.properties.headers().clone().unwrap_or_default(),
+                    body: delivery.data.clone(),
+                    routing_key: delivery.routing_key.to_string(),
+                }),
+                _ => break,
+            }
+        }
+        out
+    }
+}
+
+/// Polls `check` every 100 ms until it yields `Some` or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A submission body for `conversation_id` with the given email (consent given).
+pub fn submission(conversation_id: &str, email: &str) -> Value {
+    serde_json::json!({
+        "conversationId": conversation_id,
+        "guest": {"email": email, "sessionId": format!("raw-session-{conversation_id}")},
+        "survey": {"subject": "Billing", "priority": "high", "language": "en-US"},
+        "consent": {"given": true, "type": "explicit"}
+    })
+}
+
+/// Attributes without `enrichedAt` (which changes on every run).
+pub fn stable(attributes: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    attributes
+        .iter()
+        .filter(|(k, _)| k.as_str() != "enrichedAt")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
