@@ -82,7 +82,7 @@ impl Components {
     /// Builds every client from settings; connects nothing yet.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let metrics = Arc::new(Metrics::new());
         let http = reqwest::Client::builder()
             .user_agent(concat!("prechat-enricher/", env!("CARGO_PKG_VERSION")))
@@ -161,6 +161,11 @@ impl Components {
             .collect();
         RouteTable::new(targets)
     }
+}
+
+/// Selects rustls' `ring` provider for every TLS client of the process (reqwest, lapin).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A built, not yet running, service.

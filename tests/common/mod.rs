@@ -21,6 +21,12 @@ use tokio_util::sync::CancellationToken;
 /// The ingest token every test app accepts.
 pub const TOKEN: &str = "test-ingest-token";
 
+/// An HTTP client for tests.
+pub fn http() -> reqwest::Client {
+    prechat_enricher::startup::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// The broker the tests use.
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -29,6 +35,21 @@ pub fn amqp_url() -> String {
 /// Settings for a test app against `sim`, in namespace `namespace`, with `overrides`
 /// (`PRECHAT__…` style keys) applied last.
 pub fn test_settings(sim: &SimHandle, namespace: &str, overrides: &[(&str, &str)]) -> Settings {
+    let env = test_env(sim, namespace, overrides);
+    Settings::load_from(&config_dir(), &env).expect("test settings load")
+}
+
+/// The repository's `config/` folder.
+pub fn config_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// The environment of a test app (what [`test_settings`] loads).
+pub fn test_env(
+    sim: &SimHandle,
+    namespace: &str,
+    overrides: &[(&str, &str)],
+) -> HashMap<String, String> {
     let base = sim.base_url();
     let mut env: HashMap<String, String> = [
         ("PRECHAT__AMQP__URL", amqp_url()),
@@ -57,8 +78,7 @@ pub fn test_settings(sim: &SimHandle, namespace: &str, overrides: &[(&str, &str)
     for (key, value) in overrides {
         env.insert(key.to_string(), value.to_string());
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    Settings::load_from(&dir, &env).expect("test settings load")
+    env
 }
 
 /// A namespace no other test uses.
@@ -132,7 +152,7 @@ pub async fn start_unchecked(sim: SimHandle, settings: Settings, roles: Roles) -
         topology: Topology::new(&settings.amqp),
         broker: Broker::new(&settings.amqp.url, "prechat-enricher tests"),
         settings,
-        http: reqwest::Client::new(),
+        http: http(),
         shutdown,
         task: Some(task),
         metrics,
