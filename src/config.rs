@@ -33,6 +33,8 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// The consuming workers.
     pub worker: WorkerSettings,
+    /// Matching submissions without a conversation id.
+    pub resolver: ResolverSettings,
     /// The CRM adapter.
     pub crm: CrmSettings,
     /// Genesys Cloud.
@@ -96,6 +98,24 @@ pub struct WorkerSettings {
     pub retry_max_ms: u64,
     /// How long shutdown waits for messages in hand.
     pub shutdown_timeout_secs: u64,
+    /// Systemic failures in a row (5xx, timeouts, 401 after a fresh token) that pause
+    /// consumption.
+    pub outage_threshold: u32,
+    /// Time between probes while paused (also the delay of messages failed by the outage).
+    pub probe_interval_ms: u64,
+}
+
+/// `[resolver]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolverSettings {
+    /// Run the resolver in `worker` and `serve` processes (one is active at a time).
+    pub enabled: bool,
+    /// Time between conversation scans while submissions wait.
+    pub poll_interval_ms: u64,
+    /// The scan window starts this long before the oldest waiting submission.
+    pub lookback_margin_secs: u64,
+    /// Waiting submissions held at once.
+    pub max_waiting: u16,
 }
 
 /// What a worker does when the CRM cannot be reached.
@@ -119,6 +139,8 @@ pub struct CrmSettings {
     pub timeout_ms: u64,
     /// Degrade or retry when the CRM is down.
     pub on_unavailable: OnUnavailable,
+    /// How long a lookup's answer is reused (0 = no cache).
+    pub cache_ttl_secs: u64,
 }
 
 /// `[genesys]`
@@ -142,6 +164,15 @@ pub struct GenesysSettings {
     pub timeout_ms: u64,
     /// A token is renewed this long before it expires.
     pub token_refresh_margin_secs: u64,
+    /// `[genesys.external_contacts]`.
+    pub external_contacts: ExternalContactsSettings,
+}
+
+/// `[genesys.external_contacts]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExternalContactsSettings {
+    /// Find, update or create the guest's External Contact and link it (consent only).
+    pub enabled: bool,
 }
 
 /// How the tier's queue is applied.
@@ -307,6 +338,12 @@ impl Settings {
         }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency", "must be at least 1");
+        }
+        if self.resolver.poll_interval_ms == 0 || self.resolver.max_waiting == 0 {
+            return bad(
+                "resolver.poll_interval_ms",
+                "poll interval and resolver.max_waiting must be positive",
+            );
         }
         if self.worker.max_attempts == 0 {
             return bad("worker.max_attempts", "must be at least 1");

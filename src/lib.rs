@@ -10,6 +10,7 @@ pub mod merge;
 pub mod metrics;
 pub mod privacy;
 pub mod queue;
+pub mod resolver;
 pub mod shutdown;
 pub mod startup;
 pub mod submission;

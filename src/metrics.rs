@@ -81,6 +81,10 @@ pub struct Metrics {
     pub crm_requests: Family<CrmLabels, Counter>,
     /// `prechat_crm_request_duration_seconds`.
     pub crm_latency: Histogram,
+    /// `prechat_crm_cache_hits_total`.
+    pub crm_cache_hits: Counter,
+    /// `prechat_crm_breaker_open`: 1 while the circuit breaker stops CRM calls.
+    pub crm_breaker_open: Gauge,
     /// `prechat_queue_messages{queue,state}`.
     pub queue_messages: Family<QueueLabels, Gauge>,
 }
@@ -110,6 +114,8 @@ impl Metrics {
             token_refreshes: Counter::default(),
             crm_requests: Family::default(),
             crm_latency: latency_histogram(),
+            crm_cache_hits: Counter::default(),
+            crm_breaker_open: Gauge::default(),
             queue_messages: Family::default(),
             registry: Registry::default(),
         };
@@ -166,6 +172,16 @@ impl Metrics {
             "CRM lookup latency",
             Unit::Seconds,
             metrics.crm_latency.clone(),
+        );
+        registry.register(
+            "crm_cache_hits",
+            "CRM lookups answered from the cache",
+            metrics.crm_cache_hits.clone(),
+        );
+        registry.register(
+            "crm_breaker_open",
+            "1 while the CRM circuit breaker is open",
+            metrics.crm_breaker_open.clone(),
         );
         registry.register(
             "queue_messages",

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::crm::client::CrmClientConfig;
 use crate::crm::CrmClient;
 use crate::genesys::auth::TokenProvider;
 use crate::genesys::{Budget, GenesysClient, GenesysConfig};
@@ -25,7 +26,9 @@ use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
 use crate::queue::events::EventPublisher;
 use crate::queue::{Broker, Publisher, Topology};
+use crate::resolver::{Resolver, ResolverSettings};
 use crate::worker::decision::RetryPolicy;
+use crate::worker::outage::OutageGuard;
 use crate::worker::process::Processor;
 use crate::worker::{Worker, WorkerContext};
 
@@ -112,13 +115,13 @@ impl Components {
             budget,
             metrics.clone(),
         ));
-        let crm = Arc::new(CrmClient::new(
-            http,
-            &settings.crm.base_url,
-            settings.crm.api_key.clone(),
-            Duration::from_millis(settings.crm.timeout_ms),
-            metrics.clone(),
-        ));
+        let crm_config = CrmClientConfig {
+            base_url: &settings.crm.base_url,
+            api_key: settings.crm.api_key.clone(),
+            timeout: Duration::from_millis(settings.crm.timeout_ms),
+            cache_ttl: Duration::from_secs(settings.crm.cache_ttl_secs),
+        };
+        let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
         let publish_broker = Broker::new(&settings.amqp.url, "prechat-enricher publish");
         let consume_broker = Broker::new(&settings.amqp.url, "prechat-enricher consume");
         let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
@@ -137,29 +140,35 @@ impl Components {
         })
     }
 
-    /// Tier → queue from `routing.queues` (values are names or ids).
-    pub fn route_table(&self) -> RouteTable {
-        let targets = self
-            .settings
-            .routing
-            .queues
-            .iter()
-            .map(|(tier, queue)| {
-                let target = if uuid::Uuid::parse_str(queue).is_ok() {
-                    QueueTarget {
-                        name: String::new(),
-                        id: queue.to_lowercase(),
-                    }
-                } else {
-                    QueueTarget {
-                        name: queue.clone(),
-                        id: String::new(),
-                    }
-                };
-                (tier.to_lowercase(), target)
-            })
-            .collect();
-        RouteTable::new(targets)
+    /// Tier → queue from `routing.queues`: ids are taken as they are, names are resolved to
+    /// ids with `GET /api/v2/routing/queues?name=` (under the budget); a name Genesys does not
+    /// know fails the start, naming the key.
+    pub async fn resolve_routes(&self) -> anyhow::Result<RouteTable> {
+        let mut targets = std::collections::BTreeMap::new();
+        for (tier, queue) in &self.settings.routing.queues {
+            let target = if uuid::Uuid::parse_str(queue).is_ok() {
+                QueueTarget {
+                    name: String::new(),
+                    id: queue.to_lowercase(),
+                }
+            } else {
+                let found = self
+                    .genesys
+                    .find_queue_by_name(queue)
+                    .await
+                    .with_context(|| format!("resolving routing.queues.{tier} = {queue:?}"))?
+                    .with_context(|| {
+                        format!("routing.queues.{tier}: Genesys has no queue named {queue:?}")
+                    })?;
+                tracing::info!(tier = %tier, queue.name = %found.name, queue.id = %found.id, "routing queue resolved");
+                QueueTarget {
+                    name: found.name,
+                    id: found.id,
+                }
+            };
+            targets.insert(tier.to_lowercase(), target);
+        }
+        Ok(RouteTable::new(targets))
     }
 }
 
@@ -171,6 +180,7 @@ pub fn install_crypto_provider() {
 /// A built, not yet running, service.
 pub struct Application {
     components: Components,
+    routes: RouteTable,
     roles: Roles,
     listener: Option<tokio::net::TcpListener>,
     ingest_addr: Option<SocketAddr>,
@@ -190,8 +200,14 @@ impl Application {
         } else {
             (None, None)
         };
+        let routes = if roles.worker {
+            components.resolve_routes().await?
+        } else {
+            RouteTable::empty()
+        };
         Ok(Self {
             components,
+            routes,
             roles,
             listener,
             ingest_addr,
@@ -212,6 +228,7 @@ impl Application {
     /// messages in hand finished (within `worker.shutdown_timeout_secs`), connections closed.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let c = self.components;
+        let routes = self.routes;
         let tasks = TaskTracker::new();
         let topology_ready = Arc::new(AtomicBool::new(false));
         let declared = CancellationToken::new();
@@ -261,7 +278,9 @@ impl Application {
                 processor: Processor {
                     genesys: c.genesys.clone(),
                     crm: c.crm.clone(),
-                    routes: c.route_table(),
+                    routes,
+                    routing_mode: c.settings.routing.mode,
+                    external_contacts: c.settings.genesys.external_contacts.enabled,
                     on_crm_unavailable: c.settings.crm.on_unavailable,
                 },
                 publisher: c.publisher.clone(),
@@ -272,10 +291,12 @@ impl Application {
                     base_delay: Duration::from_millis(c.settings.worker.retry_base_ms),
                     max_delay: Duration::from_millis(c.settings.worker.retry_max_ms),
                     deadline: Duration::from_secs(c.settings.worker.deadline_secs),
+                    outage_delay: Duration::from_millis(c.settings.worker.probe_interval_ms),
                 },
                 hasher: c.hasher.clone(),
                 phone_region: c.settings.phone_region(),
                 metrics: c.metrics.clone(),
+                outage: Arc::new(OutageGuard::new(c.settings.worker.outage_threshold)),
             });
             let worker = Worker::new(
                 context,
@@ -284,12 +305,39 @@ impl Application {
                 Duration::from_secs(c.settings.worker.shutdown_timeout_secs),
             );
             let stop = shutdown.clone();
+            let worker_declared = declared.clone();
             tasks.spawn(async move {
                 tokio::select! {
-                    _ = declared.cancelled() => worker.run(stop).await,
+                    _ = worker_declared.cancelled() => worker.run(stop).await,
                     _ = stop.cancelled() => {}
                 }
             });
+            if c.settings.resolver.enabled {
+                let resolver = Resolver {
+                    genesys: c.genesys.clone(),
+                    broker: c.consume_broker.clone(),
+                    publisher: c.publisher.clone(),
+                    events: EventPublisher::new(c.publisher.clone(), &c.topology),
+                    topology: c.topology.clone(),
+                    hasher: c.hasher.clone(),
+                    metrics: c.metrics.clone(),
+                    settings: ResolverSettings {
+                        poll_interval: Duration::from_millis(c.settings.resolver.poll_interval_ms),
+                        lookback_margin: Duration::from_secs(
+                            c.settings.resolver.lookback_margin_secs,
+                        ),
+                        deadline: Duration::from_secs(c.settings.worker.deadline_secs),
+                        max_waiting: c.settings.resolver.max_waiting,
+                    },
+                };
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    tokio::select! {
+                        _ = declared.cancelled() => resolver.run(stop).await,
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            }
         }
         tasks.close();
         shutdown.cancelled().await;

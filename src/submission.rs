@@ -138,6 +138,26 @@ impl ConsentType {
 }
 
 impl Submission {
+    /// A submission that identifies nobody (an all-zero session hash), for probing the CRM.
+    pub fn probe(submission_id: &str) -> Self {
+        Submission {
+            schema_version: SCHEMA_VERSION,
+            submission_id: submission_id.to_string(),
+            submitted_at: Utc::now(),
+            conversation_id: None,
+            guest: Guest {
+                session_hash: Some("0".repeat(64)),
+                ..Default::default()
+            },
+            survey: Survey {
+                subject: DEFAULT_SUBJECT.to_string(),
+                priority: Priority::Normal,
+                language: None,
+            },
+            consent: Consent::default(),
+        }
+    }
+
     /// Whether the guest consented (`consent.given == true`): without it no PII is written.
     pub fn has_consent(&self) -> bool {
         self.consent.given

@@ -3,7 +3,7 @@
 //! until `Retry-After` has passed.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -14,21 +14,69 @@ use crate::metrics::Metrics;
 /// Admits Genesys requests at the configured rate; shared by every worker, the resolver
 /// and start-up lookups of a process.
 pub struct Budget {
-    limiter: DefaultDirectRateLimiter,
+    configured_per_minute: u32,
+    limiter: RwLock<(u32, Arc<DefaultDirectRateLimiter>)>,
     paused_until: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
+}
+
+/// The server's view of the budget, from the `inin-ratelimit-*` headers of a response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerBudget {
+    /// Requests counted in the current window.
+    pub count: Option<u32>,
+    /// Requests allowed per window.
+    pub allowed: Option<u32>,
+    /// Time until the window resets.
+    pub reset: Option<Duration>,
+}
+
+fn limiter(per_minute: u32) -> Arc<DefaultDirectRateLimiter> {
+    let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(
+        Quota::per_minute(rate).allow_burst(NonZeroU32::MIN),
+    ))
 }
 
 impl Budget {
     /// A budget of `requests_per_minute`, spread evenly: a burst of one, so that no
     /// 60-second window on the server's side ever sees more than the budget plus one.
     pub fn new(requests_per_minute: u32, metrics: Arc<Metrics>) -> Self {
-        let rate = NonZeroU32::new(requests_per_minute).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_minute(rate).allow_burst(NonZeroU32::MIN);
         Self {
-            limiter: RateLimiter::direct(quota),
+            configured_per_minute: requests_per_minute,
+            limiter: RwLock::new((requests_per_minute, limiter(requests_per_minute))),
             paused_until: Mutex::new(None),
             metrics,
+        }
+    }
+
+    /// The rate the limiter runs at now (requests per minute).
+    pub fn current_per_minute(&self) -> u32 {
+        self.limiter.read().expect("budget lock").0
+    }
+
+    /// Adapts to the server's view: slows down to its `allowed` rate when that is tighter
+    /// than the config (back up to the config when it loosens), and pauses every caller
+    /// until the window resets when the window's budget is spent, before a 429 happens.
+    pub fn observe(&self, server: ServerBudget) {
+        if let Some(allowed) = server.allowed.filter(|a| *a > 0) {
+            let wanted = allowed.min(self.configured_per_minute);
+            let mut current = self.limiter.write().expect("budget lock");
+            if current.0 != wanted {
+                tracing::info!(
+                    from = current.0,
+                    to = wanted,
+                    "Genesys budget adjusted to the server's limit"
+                );
+                *current = (wanted, limiter(wanted));
+            }
+        }
+        if let (Some(count), Some(allowed), Some(reset)) =
+            (server.count, server.allowed, server.reset)
+        {
+            if allowed > 0 && count >= allowed {
+                self.pause_for(reset);
+            }
         }
     }
 
@@ -40,7 +88,8 @@ impl Budget {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            self.limiter.until_ready().await;
+            let limiter = self.limiter.read().expect("budget lock").1.clone();
+            limiter.until_ready().await;
             // A 429 seen by another caller while this one waited pauses it too.
             if self.pause_deadline().is_none() {
                 break;
@@ -75,6 +124,34 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_s_tighter_limit_slows_the_limiter_and_a_spent_window_pauses() {
+        let budget = Budget::new(300, Arc::new(Metrics::new()));
+        budget.observe(ServerBudget {
+            count: Some(1),
+            allowed: Some(60),
+            reset: Some(Duration::from_secs(50)),
+        });
+        assert_eq!(budget.current_per_minute(), 60);
+        assert!(budget.pause_deadline().is_none());
+        budget.observe(ServerBudget {
+            count: Some(60),
+            allowed: Some(60),
+            reset: Some(Duration::from_secs(5)),
+        });
+        assert!(budget.pause_deadline().is_some());
+        budget.observe(ServerBudget {
+            count: Some(1),
+            allowed: Some(1000),
+            reset: None,
+        });
+        assert_eq!(
+            budget.current_per_minute(),
+            300,
+            "never above the configured budget"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller_until_it_ends() {

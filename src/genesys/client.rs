@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::auth::TokenProvider;
-use super::budget::Budget;
+use super::budget::{Budget, ServerBudget};
 use super::error::{ErrorBody, GenesysError};
 use super::model::{MessageConversation, ParticipantAttributes};
 use crate::metrics::{GenesysLabels, Metrics, RouteLabels};
@@ -150,6 +150,7 @@ impl GenesysClient {
             let status = response.status();
             self.count(route, status.as_u16().to_string());
             let retry_after = retry_after(response.headers());
+            self.budget.observe(server_budget(response.headers()));
             let bytes = match response.bytes().await {
                 Ok(bytes) => bytes.to_vec(),
                 Err(error) => {
@@ -210,6 +211,16 @@ fn classify(status: StatusCode, body: ErrorBody) -> GenesysError {
             body: Some(body),
         },
         _ => GenesysError::Rejected { status: code, body },
+    }
+}
+
+/// The `inin-ratelimit-count/allowed/reset` headers.
+fn server_budget(headers: &reqwest::header::HeaderMap) -> ServerBudget {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u32>().ok();
+    ServerBudget {
+        count: number("inin-ratelimit-count"),
+        allowed: number("inin-ratelimit-allowed"),
+        reset: number("inin-ratelimit-reset").map(|s| Duration::from_secs(s.into())),
     }
 }
 

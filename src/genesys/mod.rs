@@ -4,8 +4,11 @@
 pub mod auth;
 pub mod budget;
 pub mod client;
+pub mod contacts;
 pub mod error;
 pub mod model;
+pub mod routing;
+pub mod search;
 
 pub use budget::Budget;
 pub use client::{GenesysClient, GenesysConfig};

@@ -41,6 +41,9 @@ pub struct MessageParticipant {
     /// The queue the participant is in, when routed.
     #[serde(default)]
     pub queue: Option<EntityRef>,
+    /// The External Contact linked to the conversation, if any.
+    #[serde(default, rename = "externalContact")]
+    pub external_contact: Option<EntityRef>,
 }
 
 /// `{ "id": … }` reference.

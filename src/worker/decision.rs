@@ -140,6 +140,19 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Time after `submittedAt` until a missing conversation expires.
     pub deadline: Duration,
+    /// Delay of a message failed by an outage (retried without counting an attempt).
+    pub outage_delay: Duration,
+}
+
+impl Failure {
+    /// A failure of a dependency as a whole rather than of this message.
+    pub fn is_systemic(&self) -> bool {
+        match self {
+            Failure::Genesys(error) => error.is_systemic(),
+            Failure::CrmUnavailable => true,
+            _ => false,
+        }
+    }
 }
 
 impl RetryPolicy {
@@ -167,6 +180,8 @@ pub struct Attempt {
     pub now: DateTime<Utc>,
     /// A uniform sample in [0, 1).
     pub jitter: f64,
+    /// Whether the process is in outage mode (a run of systemic failures).
+    pub outage: bool,
 }
 
 /// Decides the fate of a message.
@@ -180,6 +195,13 @@ pub fn decide(
         Ok(Done::AwaitingConversation) => return Decision::Await,
         Err(failure) => failure,
     };
+    if attempt.outage && failure.is_systemic() {
+        return Decision::Retry {
+            next_attempt: attempt.number,
+            delay: policy.outage_delay,
+            cause: "outage",
+        };
+    }
     let retry = |cause| Decision::Retry {
         next_attempt: attempt.number + 1,
         delay: policy.backoff(attempt.number, attempt.jitter),

@@ -8,6 +8,7 @@ fn policy() -> RetryPolicy {
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(60),
         deadline: Duration::from_secs(900),
+        outage_delay: Duration::from_secs(5),
     }
 }
 
@@ -20,6 +21,7 @@ fn at(number: u32, age_secs: i64) -> Attempt {
         submitted_at,
         now: submitted_at + chrono::Duration::seconds(age_secs),
         jitter: 0.0,
+        outage: false,
     }
 }
 
@@ -209,6 +211,29 @@ fn a_genesys_dead_letter_keeps_status_code_message_and_context_id() {
     assert_eq!(dead.code.as_deref(), Some("bad.request"));
     assert_eq!(dead.message, "bad.request happened");
     assert_eq!(dead.context_id.as_deref(), Some("ctx-1"));
+}
+
+#[test]
+fn during_an_outage_systemic_failures_retry_without_burning_an_attempt() {
+    let mut state = at(5, 0);
+    state.outage = true;
+    let decision = decide(Err(&unavailable()), &state, &policy());
+    assert_eq!(
+        decision,
+        Decision::Retry {
+            next_attempt: 5,
+            delay: Duration::from_secs(5),
+            cause: "outage"
+        }
+    );
+    let rejected = Failure::Genesys(GenesysError::Rejected {
+        status: 400,
+        body: body("bad.request"),
+    });
+    assert_eq!(
+        class_of(&decide(Err(&rejected), &state, &policy())),
+        Some("genesys_rejected")
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use tracing::Instrument;
 
-use super::decision::{decide, Attempt, Decision, ErrorClass, RetryPolicy};
+use super::decision::{decide, Attempt, DeadLetter, Decision, ErrorClass, RetryPolicy};
 use super::process::Processor;
 use crate::crm::CustomerDirectory;
 use crate::metrics::Metrics;
@@ -43,6 +43,8 @@ pub struct WorkerContext<C> {
     pub phone_region: Option<phonenumber::country::Id>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Outage detection shared by every task.
+    pub outage: Arc<super::outage::OutageGuard>,
 }
 
 /// A follow-up publish that the decision calls for.
@@ -110,12 +112,17 @@ impl<C: CustomerDirectory> WorkerContext<C> {
             }),
         };
         let now = Utc::now();
+        if parsed.is_ok() {
+            self.outage
+                .record(result.as_ref().err().is_some_and(|f| f.is_systemic()));
+        }
         let submitted_at = parsed.as_ref().map_or(now, |s| s.submitted_at);
         let state = Attempt {
             number: attempt,
             submitted_at,
             now,
             jitter: fastrand::f64(),
+            outage: self.outage.in_outage(),
         };
         let decision = decide(result.as_ref(), &state, &self.policy);
 
@@ -182,21 +189,7 @@ impl<C: CustomerDirectory> WorkerContext<C> {
                 };
                 event.error_class = Some(dead.class.as_str().into());
                 event.reason = Some(dead.message.clone());
-                headers.set_text(headers::ERROR_CLASS, dead.class.as_str());
-                headers.set_text(headers::ERROR_MESSAGE, truncate(&dead.message, 1000));
-                if let Some(status) = dead.status {
-                    headers.set_number(headers::ERROR_STATUS, status.into());
-                }
-                if let Some(code) = &dead.code {
-                    headers.set_text(headers::ERROR_CODE, code.clone());
-                }
-                if let Some(context_id) = &dead.context_id {
-                    headers.set_text(headers::ERROR_CONTEXT_ID, context_id.clone());
-                }
-                headers.set_text(headers::DEAD_LETTERED_AT, headers::timestamp(now));
-                if headers.text(headers::FIRST_FAILURE_AT).is_none() {
-                    headers.set_text(headers::FIRST_FAILURE_AT, headers::timestamp(now));
-                }
+                mark_dead(&mut headers, dead, now);
                 Some(FollowUp {
                     exchange: self.topology.dead_letter_exchange(),
                     routing_key: dead.class.as_str().into(),
@@ -287,6 +280,25 @@ fn decision_name(decision: &Decision) -> &'static str {
         Decision::Await => "await",
         Decision::Retry { .. } => "retry",
         Decision::DeadLetter(_) => "dead_letter",
+    }
+}
+
+/// Writes the dead-letter headers of DESIGN §6 onto a message's headers.
+pub fn mark_dead(headers: &mut FieldTable, dead: &DeadLetter, now: DateTime<Utc>) {
+    headers.set_text(headers::ERROR_CLASS, dead.class.as_str());
+    headers.set_text(headers::ERROR_MESSAGE, truncate(&dead.message, 1000));
+    if let Some(status) = dead.status {
+        headers.set_number(headers::ERROR_STATUS, status.into());
+    }
+    if let Some(code) = &dead.code {
+        headers.set_text(headers::ERROR_CODE, code.clone());
+    }
+    if let Some(context_id) = &dead.context_id {
+        headers.set_text(headers::ERROR_CONTEXT_ID, context_id.clone());
+    }
+    headers.set_text(headers::DEAD_LETTERED_AT, headers::timestamp(now));
+    if headers.text(headers::FIRST_FAILURE_AT).is_none() {
+        headers.set_text(headers::FIRST_FAILURE_AT, headers::timestamp(now));
     }
 }
 

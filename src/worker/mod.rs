@@ -3,8 +3,10 @@
 //! [`decision::decide`] verdict. A retry or dead letter is a new confirmed publish, made
 //! before the original is acked, so a crash at any point loses nothing.
 
+pub mod contact;
 pub mod decision;
 pub mod handle;
+pub mod outage;
 pub mod process;
 
 use std::sync::Arc;
@@ -46,8 +48,9 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
     }
 
     /// Consumes until `shutdown` is cancelled, reconnecting with backoff when the broker
-    /// goes away. On shutdown it stops taking messages, lets the ones in hand finish within
-    /// the shutdown timeout, and leaves the rest to return to the queue.
+    /// goes away, and pausing to probe while a dependency is out. On shutdown it stops taking
+    /// messages, lets the ones in hand finish within the shutdown timeout, and leaves the
+    /// rest to return to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut reconnect_delays = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
@@ -57,7 +60,8 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
             .build();
         while !shutdown.is_cancelled() {
             match self.consume(&shutdown).await {
-                Ok(()) => break,
+                Ok(Stopped::Shutdown) => break,
+                Ok(Stopped::Outage) => self.probe_until_healthy(&shutdown).await,
                 Err(error) => {
                     let delay = reconnect_delays.next().unwrap_or(Duration::from_secs(15));
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "worker lost RabbitMQ; reconnecting");
@@ -71,7 +75,26 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
         tracing::info!("worker stopped");
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+    /// One probe call per interval until one passes (or shutdown).
+    async fn probe_until_healthy(&self, shutdown: &CancellationToken) {
+        let interval = self.context.policy.outage_delay;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if self.context.processor.probe().await {
+                self.context.outage.resume();
+                return;
+            }
+            tracing::info!(
+                retry_in_ms = interval.as_millis() as u64,
+                "probe failed; still paused"
+            );
+        }
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<Stopped, BrokerError> {
         let queue = self.context.topology.submissions_queue();
         let channel = self.broker.channel().await?;
         channel
@@ -87,11 +110,13 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
             )
             .await?;
         tracing::info!(queue = %queue, concurrency = self.concurrency, "worker consuming");
+        let mut outage = self.context.outage.subscribe();
         let mut in_hand = JoinSet::new();
         let result = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break Ok(()),
+                _ = shutdown.cancelled() => break Ok(Stopped::Shutdown),
+                _ = outage.wait_for(|out| *out) => break Ok(Stopped::Outage),
                 Some(_) = in_hand.join_next(), if !in_hand.is_empty() => {}
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
@@ -120,7 +145,14 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
         } else if finishing > 0 {
             tracing::info!(finished = finishing, "messages in hand finished");
         }
+        // Closing the channel returns prefetched, unhandled messages to the queue.
         let _ = channel.close(200, "worker stopping".into()).await;
         result
     }
+}
+
+/// Why consumption stopped without a broker error.
+enum Stopped {
+    Shutdown,
+    Outage,
 }

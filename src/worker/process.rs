@@ -1,17 +1,26 @@
 //! Processing one valid submission: CRM lookup, merge, and the writes to its Genesys
-//! conversation. No queue knowledge here; the worker turns the result into a decision.
+//! conversation (participant attributes; optionally the External Contact and a transfer to
+//! the tier's queue). No queue knowledge here; the worker turns the result into a decision.
+//!
+//! Every write is skipped when the conversation already shows it (attributes equal, a
+//! contact linked, the participant in the target queue), so a redelivery costs one `GET`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
+use super::contact::upsert_contact;
 use super::decision::{Done, Failure};
-use crate::config::OnUnavailable;
+use crate::config::{OnUnavailable, RoutingMode};
 use crate::crm::{CrmOutcome, CustomerDirectory};
+use crate::genesys::model::MessageParticipant;
 use crate::genesys::{GenesysClient, GenesysError};
-use crate::merge::{merge, RouteTable};
+use crate::merge::{merge, Enrichment, RouteTable};
 use crate::submission::Submission;
+
+/// A conversation id no conversation has, for probing.
+const PROBE_CONVERSATION_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Attributes that change on every run and so say nothing about whether a write is needed.
 const VOLATILE_KEYS: [&str; 1] = ["enrichedAt"];
@@ -22,8 +31,12 @@ pub struct Processor<C> {
     pub genesys: Arc<GenesysClient>,
     /// The CRM.
     pub crm: Arc<C>,
-    /// Tier → queue.
+    /// Tier → queue (ids resolved at start).
     pub routes: RouteTable,
+    /// Attributes only, or transfer too.
+    pub routing_mode: RoutingMode,
+    /// Whether External Contacts are maintained.
+    pub external_contacts: bool,
     /// Degrade or retry when the CRM is down.
     pub on_crm_unavailable: OnUnavailable,
 }
@@ -49,22 +62,97 @@ impl<C: CustomerDirectory> Processor<C> {
                 reason: "the conversation has no customer participant".into(),
             });
         };
-        let attributes = merge(submission, &crm, &self.routes, Utc::now()).attributes();
-        if already_written(&customer.attributes, &attributes) {
-            tracing::info!(submission.id = %submission.submission_id, conversation.id = conversation_id, "attributes already on the conversation; no write needed");
-            return Ok(Done::Enriched { patched: false });
+        let enrichment = merge(submission, &crm, &self.routes, Utc::now());
+        let patched = self
+            .write_attributes(conversation_id, customer, &enrichment)
+            .await?;
+        if self.external_contacts && submission.has_consent() && customer.external_contact.is_none()
+        {
+            upsert_contact(&self.genesys, conversation_id, &customer.id, &enrichment)
+                .await
+                .map_err(gone_or_genesys)?;
         }
-        match self
+        if self.routing_mode == RoutingMode::Transfer {
+            self.transfer(conversation_id, customer, &enrichment)
+                .await?;
+        }
+        Ok(Done::Enriched { patched })
+    }
+
+    /// One cheap call per dependency that can trip outage mode: Genesys answers (a 404 for
+    /// a conversation that cannot exist is an answer), and the CRM when its outages retry.
+    pub async fn probe(&self) -> bool {
+        let genesys = match self
             .genesys
-            .patch_participant_attributes(conversation_id, &customer.id, &attributes)
+            .get_message_conversation(PROBE_CONVERSATION_ID)
             .await
         {
-            Ok(()) => Ok(Done::Enriched { patched: true }),
-            Err(GenesysError::NotFound { .. }) => Err(Failure::ConversationGone {
-                reason: "the conversation or its customer participant is gone".into(),
-            }),
-            Err(error) => Err(Failure::Genesys(error)),
+            Ok(_) => true,
+            Err(error) => !error.is_systemic(),
+        };
+        let crm = self.on_crm_unavailable == OnUnavailable::Degrade || self.crm.probe().await;
+        genesys && crm
+    }
+
+    async fn write_attributes(
+        &self,
+        conversation_id: &str,
+        customer: &MessageParticipant,
+        enrichment: &Enrichment,
+    ) -> Result<bool, Failure> {
+        let attributes = enrichment.attributes();
+        if already_written(&customer.attributes, &attributes) {
+            tracing::info!(
+                conversation.id = conversation_id,
+                "attributes already on the conversation; no write needed"
+            );
+            return Ok(false);
         }
+        self.genesys
+            .patch_participant_attributes(conversation_id, &customer.id, &attributes)
+            .await
+            .map_err(gone_or_genesys)?;
+        Ok(true)
+    }
+
+    /// Transfers to the tier's queue unless the participant is already there: a redelivery
+    /// never transfers twice.
+    async fn transfer(
+        &self,
+        conversation_id: &str,
+        customer: &MessageParticipant,
+        enrichment: &Enrichment,
+    ) -> Result<(), Failure> {
+        let Some(target) = enrichment
+            .target_queue
+            .as_ref()
+            .filter(|t| !t.id.is_empty())
+        else {
+            return Ok(());
+        };
+        if customer
+            .queue
+            .as_ref()
+            .is_some_and(|q| q.id.eq_ignore_ascii_case(&target.id))
+        {
+            return Ok(());
+        }
+        self.genesys
+            .transfer_to_queue(conversation_id, &customer.id, &target.id)
+            .await
+            .map_err(gone_or_genesys)?;
+        tracing::info!(conversation.id = conversation_id, queue.id = %target.id, queue.name = %target.name, "transferred to the tier's queue");
+        Ok(())
+    }
+}
+
+/// A 404 on a write means the conversation or participant went away since the `GET`.
+fn gone_or_genesys(error: GenesysError) -> Failure {
+    match error {
+        GenesysError::NotFound { .. } => Failure::ConversationGone {
+            reason: "the conversation or its customer participant is gone".into(),
+        },
+        error => Failure::Genesys(error),
     }
 }
 

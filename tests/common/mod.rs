@@ -62,6 +62,8 @@ pub fn test_env(
         ("PRECHAT__WORKER__RETRY_BASE_MS", "200".into()),
         ("PRECHAT__WORKER__RETRY_MAX_MS", "2000".into()),
         ("PRECHAT__WORKER__SHUTDOWN_TIMEOUT_SECS", "5".into()),
+        ("PRECHAT__WORKER__PROBE_INTERVAL_MS", "1000".into()),
+        ("PRECHAT__RESOLVER__POLL_INTERVAL_MS", "500".into()),
         ("PRECHAT__CRM__BASE_URL", base.clone()),
         ("PRECHAT__CRM__API_KEY", "sandbox-crm-key".into()),
         ("PRECHAT__CRM__TIMEOUT_MS", "2000".into()),
@@ -122,9 +124,14 @@ pub async fn spawn_app_with(
     start(sim, settings, Roles::ALL).await
 }
 
-/// Starts a sandbox with defaults and an app.
+/// A sandbox whose budget is out of the way (tests of the budget set their own).
+pub fn fast_sim() -> SimConfig {
+    SimConfig { requests_per_minute: 100_000, ..SimConfig::default() }
+}
+
+/// Starts a fast sandbox and an app.
 pub async fn spawn_app(test: &str) -> TestApp {
-    spawn_app_with(test, SimConfig::default(), &[]).await
+    spawn_app_with(test, fast_sim(), &[]).await
 }
 
 /// Starts an app for `settings` against an existing sandbox and waits until it is ready.

@@ -1,0 +1,398 @@
+//! The resolver: matches submissions that came without a `conversationId` to their
+//! conversation.
+//!
+//! It consumes `prechat.awaiting` (a quorum queue with a single active consumer, so one
+//! resolver in the whole deployment holds the waiting submissions, unacked) and, every
+//! `resolver.poll_interval_ms`, scans the recent conversations once with the participant
+//! attribute search. The search cannot filter on attribute values, so matching on the
+//! `prechatSubmissionId` attribute (set by the web tier with Messenger `Database.set`)
+//! happens here: one scan serves every waiting submission, so the Genesys calls per poll do
+//! not grow with their number. A match is republished with its conversation id to
+//! `prechat.ingest` (confirmed, then acked); a submission still unmatched at its deadline
+//! becomes an `expired` dead letter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+
+use crate::genesys::search::SearchRow;
+use crate::genesys::GenesysClient;
+use crate::metrics::Metrics;
+use crate::privacy::SessionHasher;
+use crate::queue::events::{Event, EventPublisher, Outcome};
+use crate::queue::headers::json_properties;
+use crate::queue::topology::SUBMISSION_KEY;
+use crate::queue::{Broker, BrokerError, Publisher, Topology};
+use crate::submission::{parse_submission, Origin, ParseContext, Submission};
+use crate::worker::decision::{DeadLetter, ErrorClass};
+use crate::worker::handle::mark_dead;
+
+/// The participant attribute the web tier sets to the submission id.
+pub const CORRELATION_ATTRIBUTE: &str = "prechatSubmissionId";
+/// The search window accepts at most 24 hours.
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Settings of the resolver.
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    /// Time between scans while anything waits.
+    pub poll_interval: Duration,
+    /// How far before the oldest waiting submission the window starts (clock skew, and
+    /// conversations started before the survey was sent).
+    pub lookback_margin: Duration,
+    /// Unmatched submissions expire this long after `submittedAt`.
+    pub deadline: Duration,
+    /// Submissions held at once (the consumer's prefetch).
+    pub max_waiting: u16,
+}
+
+/// What the resolver needs.
+pub struct Resolver {
+    /// Genesys (under the process's budget).
+    pub genesys: Arc<GenesysClient>,
+    /// The consuming connection.
+    pub broker: Broker,
+    /// Confirmed publishing.
+    pub publisher: Publisher,
+    /// Outcome events.
+    pub events: EventPublisher,
+    /// Names.
+    pub topology: Topology,
+    /// Session hashing (bodies are re-validated).
+    pub hasher: SessionHasher,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: ResolverSettings,
+}
+
+struct Waiting {
+    delivery: Delivery,
+    submission: Submission,
+    headers: FieldTable,
+}
+
+impl Resolver {
+    /// Holds and resolves waiting submissions until `shutdown`; reconnects when the broker
+    /// goes away. On shutdown every held submission returns to the queue.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(15))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        while !shutdown.is_cancelled() {
+            match self.hold(&shutdown).await {
+                Ok(()) => break,
+                Err(error) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "resolver lost RabbitMQ; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn hold(&self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+        let queue = self.topology.awaiting_queue();
+        let channel = self.broker.channel().await?;
+        channel
+            .basic_qos(self.settings.max_waiting, BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "prechat-resolver".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut waiting: HashMap<String, Waiting> = HashMap::new();
+        let mut polls = tokio::time::interval(self.settings.poll_interval);
+        polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => self.admit(delivery, &mut waiting).await,
+                    Some(Err(error)) => break Err(error.into()),
+                    None => break Err(BrokerError::Unavailable("the broker cancelled the resolver".into())),
+                },
+                _ = polls.tick(), if !waiting.is_empty() => self.scan(&mut waiting).await,
+            }
+        };
+        // Unacked submissions go back to the queue for the next resolver.
+        let _ = channel.close(200, "resolver stopping".into()).await;
+        result
+    }
+
+    async fn admit(&self, delivery: Delivery, waiting: &mut HashMap<String, Waiting>) {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let origin = Origin::Queue {
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string()),
+            timestamp: None,
+        };
+        let context = ParseContext {
+            origin,
+            now: Utc::now(),
+            hasher: &self.hasher,
+            default_phone_region: None,
+        };
+        match parse_submission(&delivery.data, &context) {
+            Ok(submission) if submission.conversation_id.is_some() => {
+                let id = submission.conversation_id.clone().unwrap_or_default();
+                self.forward(
+                    Waiting {
+                        delivery,
+                        submission,
+                        headers,
+                    },
+                    &id,
+                )
+                .await;
+            }
+            Ok(submission) => {
+                let id = submission.submission_id.clone();
+                // The same submission twice (a republish) is held once; the copy is dropped.
+                if waiting.contains_key(&id) {
+                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                } else {
+                    waiting.insert(
+                        id,
+                        Waiting {
+                            delivery,
+                            submission,
+                            headers,
+                        },
+                    );
+                }
+            }
+            Err(error) => {
+                let dead = DeadLetter {
+                    class: ErrorClass::InvalidPayload,
+                    status: None,
+                    code: None,
+                    message: error.to_string(),
+                    context_id: None,
+                };
+                let body = crate::worker::handle::scrub_session_id(&delivery.data, &self.hasher);
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                self.dead_letter(&delivery, &id, body, headers, dead, None)
+                    .await;
+            }
+        }
+    }
+
+    /// One search over the window that covers every waiting submission.
+    async fn scan(&self, waiting: &mut HashMap<String, Waiting>) {
+        let now = Utc::now();
+        let oldest = waiting
+            .values()
+            .map(|w| w.submission.submitted_at)
+            .min()
+            .unwrap_or(now);
+        let margin = chrono::Duration::from_std(self.settings.lookback_margin).unwrap_or_default();
+        let window = chrono::Duration::from_std(MAX_WINDOW).unwrap_or_default();
+        let from = (oldest - margin).max(now - window);
+        match self.genesys.search_conversations(from, now).await {
+            Ok(scan) => {
+                let matches = match_rows(&scan.rows);
+                tracing::debug!(
+                    waiting = waiting.len(),
+                    pages = scan.pages,
+                    rows = scan.rows.len(),
+                    "conversations scanned"
+                );
+                let found: Vec<(String, String)> = waiting
+                    .keys()
+                    .filter_map(|id| {
+                        matches
+                            .get(id.as_str())
+                            .map(|cid| (id.clone(), cid.to_string()))
+                    })
+                    .collect();
+                for (submission_id, conversation_id) in found {
+                    if let Some(held) = waiting.remove(&submission_id) {
+                        self.forward(held, &conversation_id).await;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, waiting = waiting.len(), "conversation scan failed; trying again next poll")
+            }
+        }
+        let deadline = chrono::Duration::from_std(self.settings.deadline).unwrap_or_default();
+        let expired: Vec<String> = waiting
+            .iter()
+            .filter(|(_, w)| now >= w.submission.submitted_at + deadline)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(held) = waiting.remove(&id) {
+                self.expire(held, now).await;
+            }
+        }
+    }
+
+    /// Republishes the submission with its conversation id, then acks the held copy.
+    async fn forward(&self, held: Waiting, conversation_id: &str) {
+        let mut submission = held.submission;
+        submission.conversation_id = Some(conversation_id.to_string());
+        let properties = json_properties(&submission.submission_id, held.headers);
+        let published = self
+            .publisher
+            .publish(
+                &self.topology.ingest_exchange(),
+                SUBMISSION_KEY,
+                &submission.to_json(),
+                properties,
+            )
+            .await;
+        match published {
+            Ok(()) => {
+                let _ = held.delivery.acker.ack(BasicAckOptions::default()).await;
+                tracing::info!(submission.id = %submission.submission_id, conversation.id = conversation_id, "submission matched to its conversation");
+            }
+            // The held copy stays unacked and returns to the queue when the channel closes.
+            Err(error) => {
+                tracing::warn!(%error, submission.id = %submission.submission_id, "matched submission not republished")
+            }
+        }
+    }
+
+    async fn expire(&self, held: Waiting, now: DateTime<Utc>) {
+        let dead = DeadLetter {
+            class: ErrorClass::Expired,
+            status: None,
+            code: None,
+            message: format!(
+                "no conversation carried the participant attribute {CORRELATION_ATTRIBUTE} = this submission's id before its deadline"
+            ),
+            context_id: None,
+        };
+        let id = held.submission.submission_id.clone();
+        self.dead_letter(
+            &held.delivery,
+            &id,
+            held.submission.to_json(),
+            held.headers,
+            dead,
+            Some(now),
+        )
+        .await;
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        submission_id: &str,
+        body: Vec<u8>,
+        mut headers: FieldTable,
+        dead: DeadLetter,
+        at: Option<DateTime<Utc>>,
+    ) {
+        let now = at.unwrap_or_else(Utc::now);
+        mark_dead(&mut headers, &dead, now);
+        let properties = json_properties(submission_id, headers);
+        let published = self
+            .publisher
+            .publish(
+                &self.topology.dead_letter_exchange(),
+                dead.class.as_str(),
+                &body,
+                properties,
+            )
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, submission.id = submission_id, "dead letter not published; submission kept");
+            return;
+        }
+        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        let outcome = if dead.class == ErrorClass::Expired {
+            Outcome::Expired
+        } else {
+            Outcome::DeadLettered
+        };
+        self.metrics
+            .count_submission(outcome.as_str(), dead.class.as_str());
+        tracing::warn!(
+            submission.id = submission_id,
+            error.class = dead.class.as_str(),
+            "submission dead-lettered by the resolver"
+        );
+        self.events
+            .publish(&Event {
+                submission_id: submission_id.to_string(),
+                conversation_id: None,
+                outcome,
+                attempt: 1,
+                error_class: Some(dead.class.as_str().into()),
+                reason: Some(dead.message),
+                retry_in_ms: None,
+                at: now,
+            })
+            .await;
+    }
+}
+
+/// `prechatSubmissionId` → conversation id, over every participant of every row (the
+/// customer's attributes first).
+fn match_rows(rows: &[SearchRow]) -> HashMap<&str, &str> {
+    let mut matches = HashMap::new();
+    for row in rows {
+        let mut participants: Vec<_> = row.participant_data.iter().collect();
+        participants.sort_by_key(|p| p.participant_purpose.as_deref() != Some("customer"));
+        for participant in participants {
+            if let Some(id) = participant
+                .participant_attributes
+                .get(CORRELATION_ATTRIBUTE)
+            {
+                matches
+                    .entry(id.as_str())
+                    .or_insert(row.conversation_id.as_str());
+            }
+        }
+    }
+    matches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_matched_on_the_correlation_attribute() {
+        let rows: Vec<SearchRow> = serde_json::from_value(serde_json::json!([
+            {"conversationId": "c1", "participantData": [
+                {"participantPurpose": "agent", "participantAttributes": {"x": "y"}},
+                {"participantPurpose": "customer", "participantAttributes": {"prechatSubmissionId": "s1"}}]},
+            {"conversationId": "c2", "participantData": [
+                {"participantPurpose": "customer", "participantAttributes": {}}]}
+        ]))
+        .unwrap();
+        let matches = match_rows(&rows);
+        assert_eq!(matches.get("s1"), Some(&"c1"));
+        assert_eq!(matches.len(), 1);
+    }
+}
