@@ -1,4 +1,5 @@
-//! The command line: `serve`, `ingest`, `worker`, `topology declare|check`.
+//! The command line: `serve`, `ingest`, `worker`, `topology declare|check`,
+//! `dlq stats|list|replay|purge`.
 //! Exit codes: 0 done, 1 error, 2 bad usage (clap's own exit code for usage errors).
 
 use clap::{Parser, Subcommand};
@@ -6,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::crm::{CrmOutcome, CustomerDirectory};
+use crate::dlq::{DlqCommand, UsageError};
 use crate::startup::{Application, Components, Roles};
 
 /// Enriches Genesys Cloud Web Messaging conversations with pre-chat survey and CRM data.
@@ -32,6 +34,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TopologyAction,
     },
+    /// Inspect, replay or purge the dead-letter queue.
+    Dlq {
+        /// stats, list, replay or purge.
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
 }
 
 /// `topology` actions.
@@ -47,7 +55,14 @@ pub enum TopologyAction {
 /// Runs a parsed command; the process exit code.
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<i32> {
     let settings = Settings::load()?;
-    crate::telemetry::init(&settings.log);
+    if matches!(cli.command, Command::Dlq { .. }) && std::env::var_os("RUST_LOG").is_none() {
+        // An operator's command: its output is the answer; only warnings go to stderr.
+        let mut log = settings.log.clone();
+        log.level = "warn".into();
+        crate::telemetry::init(&log);
+    } else {
+        crate::telemetry::init(&settings.log);
+    }
     match cli.command {
         Command::Serve => serve(settings, Roles::ALL, shutdown).await,
         Command::Ingest => serve(settings, Roles::INGEST, shutdown).await,
@@ -69,6 +84,21 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<i32> {
         Command::Topology {
             action: TopologyAction::Check,
         } => check(settings).await,
+        Command::Dlq { command } => dlq(settings, command).await,
+    }
+}
+
+/// Runs a `dlq` command on stdout; a refused command exits 2, having changed nothing.
+async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<i32> {
+    match crate::dlq::run(&settings, command, &mut std::io::stdout()).await {
+        Err(error) => match error.downcast_ref::<UsageError>() {
+            Some(usage) => {
+                eprintln!("error: {usage}");
+                Ok(2)
+            }
+            None => Err(error),
+        },
+        done => done,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod crm;
+pub mod dlq;
 pub mod genesys;
 pub mod ingest;
 pub mod merge;

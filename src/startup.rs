@@ -366,7 +366,7 @@ async fn declare_until_done(
     loop {
         match topology.declare(broker).await {
             Ok(()) => {
-                tracing::info!(namespace = %topology.ingest_exchange(), "topology declared");
+                tracing::info!(exchange = %topology.ingest_exchange(), "topology declared");
                 return true;
             }
             Err(error) => {

@@ -325,7 +325,9 @@ async fn a_sandbox_budget_below_the_load_waits_out_429s_and_loses_nothing() {
         .unwrap_or_else(|| panic!("{id} not enriched"));
     }
     let stats = app.sim.stats();
-    assert!(stats.rate_limited > 0, "the sandbox answered 429s");
+    // The inin-ratelimit-* headers slow the limiter to the server's budget and pause it when
+    // a window is spent, so at most the window boundary's one request meets a 429.
+    assert!(stats.rate_limited <= 1, "429s: {}", stats.rate_limited);
     assert!(app.dead_letters().await.is_empty(), "nothing dead-lettered");
     assert_eq!(
         stats.calls_of("patch_attributes") - stats.status_count("patch_attributes", 429),
@@ -374,15 +376,29 @@ async fn a_malformed_body_on_the_exchange_is_dead_lettered_and_the_worker_keeps_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_submission_without_conversation_id_is_parked_in_the_awaiting_queue() {
-    let app = spawn_app("parked").await;
-    let body = json!({"guest": {"email": "wait@example.com"}, "survey": {"subject": "Later"}});
-    assert_eq!(app.post(&body).await.status(), 202);
-    let parked = wait_until(WAIT, || async {
-        (app.queue_depth(&app.topology.awaiting_queue()).await == 1).then_some(())
-    })
-    .await;
-    assert!(parked.is_some());
-    assert_eq!(app.queue_depth(&app.topology.submissions_queue()).await, 0);
+async fn a_429_is_waited_out_and_never_counts_as_an_attempt() {
+    let app = spawn_app_with("429", fast_sim(), &[("PRECHAT__WORKER__MAX_ATTEMPTS", "1")]).await;
+    let conversation = app.sim.seed_conversation(SeedConversation::default());
+    app.sim.add_fault(Fault {
+        count: Some(3),
+        ..Fault::new(Route::PatchAttributes, 429)
+    });
+    assert_eq!(
+        app.post(&submission(&conversation.id, "jane@example.com"))
+            .await
+            .status(),
+        202
+    );
+    enriched(&app, &conversation.id).await;
+    let stats = app.sim.stats();
+    assert_eq!(stats.rate_limited, 3);
+    assert!(
+        app.dead_letters().await.is_empty(),
+        "a 429 is not a failure, even with max_attempts = 1"
+    );
+    assert!(app
+        .metrics_text()
+        .await
+        .contains("prechat_genesys_rate_limited_total 3"));
     app.cleanup().await;
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 async fn start() -> (SimHandle, Client, String) {
     let sim = spawn(SimConfig::default()).await.unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = Client::new();
     let token: Value = http
         .post(format!("{}/oauth/token", sim.base_url()))

@@ -16,6 +16,7 @@ struct Api {
 impl Api {
     async fn start(config: SimConfig) -> Self {
         let sim = spawn(config).await.expect("sandbox starts");
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Client::new();
         let token = grant(
             &http,

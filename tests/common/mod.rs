@@ -126,7 +126,10 @@ pub async fn spawn_app_with(
 
 /// A sandbox whose budget is out of the way (tests of the budget set their own).
 pub fn fast_sim() -> SimConfig {
-    SimConfig { requests_per_minute: 100_000, ..SimConfig::default() }
+    SimConfig {
+        requests_per_minute: 100_000,
+        ..SimConfig::default()
+    }
 }
 
 /// Starts a fast sandbox and an app.
