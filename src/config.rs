@@ -43,8 +43,12 @@ pub struct Settings {
     pub routing: RoutingSettings,
     /// Privacy (session hashing).
     pub privacy: PrivacySettings,
+    /// TLS trust for outgoing connections.
+    pub tls: TlsSettings,
     /// Logging.
     pub log: LogSettings,
+    /// What `/metrics` polls.
+    pub metrics: MetricsSettings,
 }
 
 /// `[amqp]`
@@ -63,6 +67,9 @@ pub struct AmqpSettings {
     pub retry_delays_secs: Vec<u64>,
     /// Retention of dead letters in hours (0 = forever).
     pub dead_letter_ttl_hours: u64,
+    /// RabbitMQ management HTTP API, for queue depth with unacked counts (empty = AMQP only,
+    /// ready counts). Its credentials are those of the first AMQP URL.
+    pub management_url: String,
 }
 
 /// `[ingest]`
@@ -202,6 +209,26 @@ pub struct PrivacySettings {
     pub session_hash_key: SecretString,
 }
 
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    /// A PEM file of extra CA certificates trusted (besides the system's) by every outgoing
+    /// TLS connection: `amqps://`, Genesys, the CRM. Empty = system roots only.
+    pub ca_file: String,
+}
+
+impl TlsSettings {
+    /// The CA file's PEM text, when one is configured.
+    pub fn ca_pem(&self) -> Result<Option<String>, InvalidSetting> {
+        if self.ca_file.trim().is_empty() {
+            return Ok(None);
+        }
+        std::fs::read_to_string(self.ca_file.trim())
+            .map(Some)
+            .map_err(|e| InvalidSetting { key: "tls.ca_file", reason: format!("cannot read {}: {e}", self.ca_file) })
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -219,6 +246,13 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `prechat_enricher=debug,info`.
     pub level: String,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Time between queue depth polls (0 = queue depth not exported).
+    pub queue_poll_interval_ms: u64,
 }
 
 /// A setting that is present but wrong.
@@ -315,6 +349,21 @@ impl Settings {
                 "amqp.retry_delays_secs",
                 "must be positive and strictly ascending",
             );
+        }
+        if !self.amqp.management_url.is_empty() {
+            match reqwest::Url::parse(&self.amqp.management_url) {
+                Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                    return bad("amqp.management_url", "must start with http:// or https://")
+                }
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                    return bad(
+                        "amqp.management_url",
+                        "must not hold credentials (those of amqp.url are used)",
+                    )
+                }
+                Ok(_) => {}
+                Err(_) => return bad("amqp.management_url", "not a URL"),
+            }
         }
         if self.ingest.auth_tokens.is_empty() && !self.ingest.allow_unauthenticated {
             return bad(

@@ -16,4 +16,5 @@ pub mod shutdown;
 pub mod startup;
 pub mod submission;
 pub mod telemetry;
+pub mod trace;
 pub mod worker;

@@ -89,6 +89,10 @@ pub struct Metrics {
     pub queue_messages: Family<QueueLabels, Gauge>,
 }
 
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 18))
 }
@@ -202,6 +206,38 @@ impl Metrics {
                 error_class,
             })
             .inc();
+    }
+
+    /// Sets the depth of `queue`: its ready count, and its unacked count when known. An
+    /// unknown unacked count withdraws that series rather than leaving a stale figure.
+    pub fn set_queue_depth(&self, queue: &str, ready: u64, unacked: Option<u64>) {
+        let labels = |state| QueueLabels {
+            queue: queue.to_string(),
+            state,
+        };
+        self.queue_messages
+            .get_or_create(&labels("ready"))
+            .set(saturating_i64(ready));
+        match unacked {
+            Some(unacked) => {
+                self.queue_messages
+                    .get_or_create(&labels("unacked"))
+                    .set(saturating_i64(unacked));
+            }
+            None => {
+                self.queue_messages.remove(&labels("unacked"));
+            }
+        }
+    }
+
+    /// Withdraws both depth series of `queue` (it does not exist on the broker).
+    pub fn forget_queue(&self, queue: &str) {
+        for state in ["ready", "unacked"] {
+            self.queue_messages.remove(&QueueLabels {
+                queue: queue.to_string(),
+                state,
+            });
+        }
     }
 
     /// The text exposition of every metric.

@@ -24,6 +24,7 @@ use crate::ingest::{router, IngestState};
 use crate::merge::{QueueTarget, RouteTable};
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
+use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
 use crate::queue::{Broker, Publisher, Topology};
 use crate::resolver::{Resolver, ResolverSettings};
@@ -87,11 +88,16 @@ impl Components {
         settings.validate()?;
         install_crypto_provider();
         let metrics = Arc::new(Metrics::new());
-        let http = reqwest::Client::builder()
+        let ca_pem = settings.tls.ca_pem()?;
+        let mut http = reqwest::Client::builder()
             .user_agent(concat!("prechat-enricher/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("building the HTTP client")?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = &ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).context("tls.ca_file: not PEM certificates")? {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().context("building the HTTP client")?;
         let budget = Arc::new(Budget::new(
             settings.genesys.requests_per_minute,
             metrics.clone(),
@@ -122,8 +128,8 @@ impl Components {
             cache_ttl: Duration::from_secs(settings.crm.cache_ttl_secs),
         };
         let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
-        let publish_broker = Broker::new(&settings.amqp.url, "prechat-enricher publish");
-        let consume_broker = Broker::new(&settings.amqp.url, "prechat-enricher consume");
+        let publish_broker = Broker::with_ca(&settings.amqp.url, "prechat-enricher publish", ca_pem.clone());
+        let consume_broker = Broker::with_ca(&settings.amqp.url, "prechat-enricher consume", ca_pem);
         let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
         let key = Some(settings.privacy.session_hash_key.clone())
             .filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
@@ -249,6 +255,16 @@ impl Application {
                     })
             });
         }
+        if c.settings.metrics.queue_poll_interval_ms > 0 {
+            let poller = depth_poller(&c)?;
+            let (stop, declared) = (shutdown.clone(), declared.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = declared.cancelled() => poller.run(stop).await,
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
         if let Some(listener) = self.listener {
             let state = Arc::new(IngestState {
                 tokens: TokenSet::new(
@@ -350,6 +366,24 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The queue depth poller of `[metrics]`, through the management API unless it is disabled.
+fn depth_poller(c: &Components) -> anyhow::Result<DepthPoller> {
+    let management = match c.settings.amqp.management_url.as_str() {
+        "" => None,
+        url => Some(
+            ManagementApi::new(url, &c.settings.amqp.url[0])
+                .context("building the RabbitMQ management API client")?,
+        ),
+    };
+    Ok(DepthPoller {
+        queues: c.topology.queues(),
+        management,
+        broker: c.consume_broker.clone(),
+        metrics: c.metrics.clone(),
+        interval: Duration::from_millis(c.settings.metrics.queue_poll_interval_ms),
+    })
 }
 
 /// Declares the topology, retrying while the broker is unreachable; false if shut down first.

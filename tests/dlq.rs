@@ -451,8 +451,10 @@ async fn listing_leaves_the_queue_as_it_was_in_the_same_order() {
     publish_dead(&app, &letters).await;
     for round in 0..3 {
         assert_eq!(listed_ids(&app, &[]).await, published, "round {round}");
-        // A filtered listing and a dry run pass over (and return) what they do not select.
+        // A filtered or limited listing and a dry run pass over (and return) what they do
+        // not select.
         assert_eq!(listed_ids(&app, &["--class", "expired"]).await.len(), 50);
+        assert_eq!(listed_ids(&app, &["--limit", "10"]).await, published[..10]);
         let (code, _) = dlq(&app, &["replay", "--class", "expired", "--dry-run"]).await;
         assert_eq!(code, 0);
     }

@@ -24,6 +24,11 @@ use crate::state::{random_unit, Sim};
 /// State of a gate: the sandbox and the route it guards.
 pub(crate) type GateState = (Sim, Route);
 
+/// The request's `traceparent` header, if any.
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers.get("traceparent")?.to_str().ok().map(str::to_owned)
+}
+
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -40,6 +45,7 @@ pub(crate) async fn genesys(
     next: Next,
 ) -> Response {
     let correlation = Uuid::new_v4().to_string();
+    let traceparent = traceparent(request.headers());
     let mut response = CORRELATION_ID
         .scope(
             correlation.clone(),
@@ -52,6 +58,7 @@ pub(crate) async fn genesys(
         let mut inner = sim.lock();
         inner.stats.total_genesys_calls += 1;
         inner.stats.record(route.as_str(), status);
+        inner.stats.record_trace(traceparent.as_deref());
     }
     tracing::debug!(route = route.as_str(), status, "genesys call");
     response
@@ -134,6 +141,7 @@ pub(crate) async fn crm(
     next: Next,
 ) -> Response {
     let knobs = sim.knobs();
+    let traceparent = traceparent(request.headers());
     sleep_ms(knobs.latency_ms).await;
     let response = if knobs.crm_down {
         crm_error(StatusCode::SERVICE_UNAVAILABLE, "CRM sandbox is down")
@@ -152,6 +160,7 @@ pub(crate) async fn crm(
     };
     let mut inner = sim.lock();
     inner.stats.crm_calls += 1;
+    inner.stats.record_trace(traceparent.as_deref());
     inner
         .stats
         .record(route.as_str(), response.status().as_u16());

@@ -67,10 +67,16 @@ pub struct Customer {
     pub session_hash: Option<String>,
 }
 
+/// Trace ids kept in [`Stats::traces`] at most.
+pub const MAX_TRACES: usize = 10_000;
+
 /// Call counters, for assertions (`GET /sim/stats`). Control routes (`/sim/...`) are not counted.
 /// JSON keeps the snake_case field names, like the route names used as keys.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
+    /// Genesys and CRM calls per W3C trace id (from the `traceparent` request header).
+    #[serde(default)]
+    pub traces: BTreeMap<String, u64>,
     /// Calls per route, keyed by the route's snake_case name (`patch_attributes`), every
     /// answer included (401, 429, faults).
     pub calls: BTreeMap<String, u64>,
@@ -98,6 +104,21 @@ impl Stats {
             .get(&format!("{route} {status}"))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Calls of one W3C trace (the trace id of the `traceparent` header), 0 when none.
+    pub fn calls_in_trace(&self, trace_id: &str) -> u64 {
+        self.traces.get(trace_id).copied().unwrap_or(0)
+    }
+
+    /// Counts a call's `traceparent`, keeping at most [`MAX_TRACES`] trace ids.
+    pub(crate) fn record_trace(&mut self, traceparent: Option<&str>) {
+        let Some(trace_id) = traceparent.and_then(|t| t.split('-').nth(1)) else {
+            return;
+        };
+        if self.traces.len() < MAX_TRACES || self.traces.contains_key(trace_id) {
+            *self.traces.entry(trace_id.to_owned()).or_default() += 1;
+        }
     }
 
     pub(crate) fn record(&mut self, route: &str, status: u16) {

@@ -95,6 +95,9 @@ impl CrmClient {
         if !self.api_key.expose_secret().is_empty() {
             request = request.bearer_auth(self.api_key.expose_secret());
         }
+        if let Some(traceparent) = crate::trace::outgoing() {
+            request = request.header("traceparent", traceparent);
+        }
         let response = request
             .send()
             .await

@@ -271,14 +271,15 @@ async fn list(
     let result = async {
         while limit.is_none_or(|limit| (letters.len() as u64) < limit) {
             let Some(fetched) = scan.next().await? else {
-                break;
+                return anyhow::Ok(());
             };
             progress.inc(1);
             if filter.matches(&fetched.letter) {
                 letters.push(fetched.letter);
             }
         }
-        anyhow::Ok(())
+        progress.set_message("restoring the order");
+        scan.hold_rest().await
     }
     .await;
     progress.finish_and_clear();

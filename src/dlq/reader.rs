@@ -28,15 +28,22 @@
 //! [`Topology::entities`](crate::queue::Topology::entities)) so the count never dead-letters
 //! anything; a replay strips it.
 //!
-//! Order, as observed on RabbitMQ 3.10.8 (2,000 messages): a quorum queue puts returned
-//! messages back at the **head**, ahead of anything dead-lettered meanwhile, in the order the
-//! returns reach it. But its channel-side client batches returns while the queue is busy and a
-//! batch comes back in an arbitrary (often reversed) order: one `basic.nack` with `multiple`,
-//! a channel close or a dropped connection scrambled the whole queue every time, and even
-//! single rejects sent back to back scrambled long runs. Single rejects in queue order with a
-//! round trip every [`RETURN_WINDOW`] messages kept the order exactly in our runs; but the
-//! broker promises nothing, so the order is best effort and nothing here depends on it. A
-//! killed command leaves its messages in the queue in an arbitrary order.
+//! Order, as observed on RabbitMQ 3.10.8 (repeated runs of up to 2,000 messages):
+//! - a quorum queue puts a returned message at the **tail**, behind every message still in
+//!   the queue (fetch 3 of 10 and return them: `3 4 … 9 0 1 2`). A scan therefore always
+//!   reads up to its bound ([`Scan::hold_rest`] when a `--limit` is reached early) and
+//!   returns everything: the whole queue goes round once and comes back in its order;
+//! - the broker's channel batches returns while the queue has many commands in flight, and a
+//!   batch is applied in an arbitrary (often reversed) order: one `basic.nack` with
+//!   `multiple`, a channel close or a dropped connection scrambled the queue every time, and
+//!   single rejects sent back to back (even with a channel round trip every 2 or 4) still
+//!   swapped a few dozen neighbours. So [`Scan::release`] rejects one message at a time in
+//!   queue order and, every [`RETURN_WINDOW`] messages, waits until the queue's ready count
+//!   shows them applied: that kept the order exactly in every run.
+//!
+//! The order stays best effort, and nothing depends on it: dead letters that arrive during a
+//! scan end up ahead of the returned ones, a replay stopped by its time budget leaves the
+//! queue rotated, and a killed command leaves its messages in an arbitrary order.
 //!
 //! # Limits
 //!
@@ -46,10 +53,11 @@
 //!   taking messages after [`super::replay::RUN_BUDGET`] and say how far they got.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use anyhow::Context;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicGetOptions, BasicRejectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
@@ -57,10 +65,12 @@ use lapin::{BasicProperties, Channel};
 use super::letter::Letter;
 use crate::queue::Broker;
 
-/// Messages returned between two round trips in [`Scan::release`]: few enough that the
-/// quorum queue's client does not batch them (which reorders), many enough to stay fast
-/// (2,000 messages return in about 0.3 s).
-const RETURN_WINDOW: usize = 4;
+/// Messages returned before [`Scan::release`] waits for the queue to have applied them: few
+/// enough that the quorum queue's client never batches them (a batch comes back reordered),
+/// many enough to stay fast (2,000 messages return in about 0.3 s).
+const RETURN_WINDOW: usize = 16;
+/// How long [`Scan::release`] waits for one window of returns to be applied.
+const RETURN_WAIT: Duration = Duration::from_secs(2);
 
 /// A bounded, non-destructive pass over a queue.
 pub struct Scan {
@@ -141,6 +151,14 @@ impl Scan {
         }))
     }
 
+    /// Fetches and holds the rest of the bound without looking at it. Returned messages go to
+    /// the tail of the queue, so a command that stops early (`--limit`) does this before
+    /// [`release`](Self::release) to leave the queue in its order rather than rotated.
+    pub async fn hold_rest(&mut self) -> anyhow::Result<()> {
+        while self.next().await?.is_some() {}
+        Ok(())
+    }
+
     /// Removes a fetched message from the queue for good.
     pub async fn ack(&mut self, tag: u64) -> anyhow::Result<()> {
         self.channel
@@ -151,23 +169,56 @@ impl Scan {
         Ok(())
     }
 
-    /// Returns every message still held to the queue, oldest first, and closes the channel.
+    /// Returns every message still held to the queue, in queue order, and closes the channel.
     pub async fn release(self) -> anyhow::Result<()> {
+        // Ready messages now; each return applied by the queue adds one.
+        let mut baseline = self.ready_count().await.ok();
         for (i, tag) in self.held.iter().enumerate() {
             self.channel
                 .basic_reject(*tag, BasicRejectOptions { requeue: true })
                 .await
                 .context("returning dead letters to their queue")?;
-            if (i + 1) % RETURN_WINDOW == 0 {
-                // A round trip, so that returns reach the queue a few at a time (see the
-                // module doc: batched returns lose their order).
-                self.channel
-                    .basic_qos(0, BasicQosOptions::default())
-                    .await
-                    .context("returning dead letters to their queue")?;
+            let returned = i + 1;
+            if returned % RETURN_WINDOW == 0 || returned == self.held.len() {
+                if let Some(base) = baseline {
+                    let expected = base.saturating_add(u32::try_from(returned).unwrap_or(u32::MAX));
+                    if !self.wait_for_ready(expected).await {
+                        // Order is best effort: stop pacing, never stop returning.
+                        baseline = None;
+                    }
+                }
             }
         }
         let _ = self.channel.close(200, "dlq scan done".into()).await;
         Ok(())
+    }
+
+    async fn ready_count(&self) -> Result<u32, lapin::Error> {
+        let declared = self
+            .channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(declared.message_count())
+    }
+
+    /// Polls until the queue has `expected` ready messages, i.e. the returns sent so far are
+    /// applied; false after [`RETURN_WAIT`] (e.g. expired by the retention TTL meanwhile).
+    async fn wait_for_ready(&self, expected: u32) -> bool {
+        let deadline = tokio::time::Instant::now() + RETURN_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.ready_count().await {
+                Ok(ready) if ready >= expected => return true,
+                Ok(_) => tokio::task::yield_now().await,
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }

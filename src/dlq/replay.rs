@@ -122,7 +122,14 @@ pub async fn execute(
         {
             settle(&mut scan, &mut report, &mut failure, tag, result).await;
         }
-        if failure.is_some() || plan.limit.is_some_and(|limit| report.matched >= limit) {
+        if failure.is_some() {
+            break;
+        }
+        if plan.limit.is_some_and(|limit| report.matched >= limit) {
+            progress.set_message("restoring the order");
+            if let Err(error) = scan.hold_rest().await {
+                failure = Some(error);
+            }
             break;
         }
         if started.elapsed() >= RUN_BUDGET {

@@ -130,6 +130,9 @@ impl GenesysClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
+            if let Some(traceparent) = crate::trace::outgoing() {
+                request = request.header("traceparent", traceparent);
+            }
             let started = Instant::now();
             let result = request.send().await;
             self.metrics

@@ -141,26 +141,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The caller's W3C `traceparent` when well-formed, else a new one.
 fn traceparent(headers: &HeaderMap) -> String {
-    let given = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    if let Some(value) = given.filter(|v| is_traceparent(v)) {
-        return value.to_string();
-    }
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
-}
-
-fn is_traceparent(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    parts.len() == 4
-        && hex(parts[0], 2)
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
+    crate::trace::or_new(headers.get("traceparent").and_then(|v| v.to_str().ok()))
 }
 
 async fn ready(State(state): State<Arc<IngestState>>) -> Response {
@@ -200,7 +181,7 @@ mod tests {
         headers.insert("traceparent", given.parse().unwrap());
         assert_eq!(traceparent(&headers), given);
         headers.insert("traceparent", "garbage".parse().unwrap());
-        assert!(is_traceparent(&traceparent(&headers)));
+        assert!(crate::trace::is_valid(&traceparent(&headers)));
     }
 
     #[test]

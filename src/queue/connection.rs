@@ -1,43 +1,26 @@
-//! Connections to RabbitMQ, pooled with deadpool-lapin, with failover across the
-//! addresses of a cluster.
+//! Connections to RabbitMQ, pooled with deadpool, with failover across the addresses of
+//! a cluster and an optional extra CA for `amqps://`.
 //!
 //! A process keeps publishing and consuming on separate connections: when the broker
 //! raises a memory or disk alarm it blocks publishing connections, and acks must still
 //! flow on the consuming one.
+//!
+//! deadpool-lapin's manager connects to one address with no TLS settings, so the pool uses
+//! deadpool's generic managed pool with the manager below, which tries each node in turn
+//! and passes the CA to lapin.
 
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::{Channel, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Tries each node of the cluster in order and keeps the first connection that opens.
 pub struct FailoverManager {
-    nodes: Vec<(String, deadpool_lapin::Manager)>,
-}
-
-impl FailoverManager {
-    fn new(urls: &[SecretString], connection_name: &str) -> Self {
-        let nodes = urls
-            .iter()
-            .map(|url| {
-                let name = connection_name.to_string();
-                let manager = deadpool_lapin::Manager::new(
-                    url.expose_secret(),
-                    move || {
-                        ConnectionProperties::default().with_connection_name(name.clone().into())
-                    },
-                    async_rs_runtime(),
-                );
-                (redact_url(url.expose_secret()), manager)
-            })
-            .collect();
-        Self { nodes }
-    }
-}
-
-fn async_rs_runtime() -> async_rs::TokioRuntime {
-    async_rs::Runtime::tokio_current()
+    nodes: Vec<SecretString>,
+    connection_name: String,
+    ca_pem: Option<String>,
 }
 
 impl managed::Manager for FailoverManager {
@@ -46,8 +29,12 @@ impl managed::Manager for FailoverManager {
 
     async fn create(&self) -> Result<lapin::Connection, lapin::Error> {
         let mut last_error = None;
-        for (label, node) in &self.nodes {
-            match managed::Manager::create(node).await {
+        for url in &self.nodes {
+            let label = redact_url(url.expose_secret());
+            let properties = ConnectionProperties::default().with_connection_name(self.connection_name.clone().into());
+            let tls = OwnedTLSConfig { identity: None, cert_chain: self.ca_pem.clone() };
+            let runtime = async_rs::Runtime::tokio_current();
+            match lapin::Connection::connect_with_config(url.expose_secret(), properties, tls, runtime).await {
                 Ok(connection) => {
                     tracing::info!(amqp.node = %label, "connected to RabbitMQ");
                     return Ok(connection);
@@ -61,11 +48,7 @@ impl managed::Manager for FailoverManager {
         Err(last_error.expect("amqp.url holds at least one address"))
     }
 
-    async fn recycle(
-        &self,
-        connection: &mut lapin::Connection,
-        _: &Metrics,
-    ) -> RecycleResult<lapin::Error> {
+    async fn recycle(&self, connection: &mut lapin::Connection, _: &Metrics) -> RecycleResult<lapin::Error> {
         if connection.status().connected() {
             Ok(())
         } else {
@@ -94,7 +77,13 @@ pub enum BrokerError {
 impl Broker {
     /// A broker handle named `connection_name` in the management UI; connects lazily.
     pub fn new(urls: &[SecretString], connection_name: &str) -> Self {
-        let pool = managed::Pool::builder(FailoverManager::new(urls, connection_name))
+        Self::with_ca(urls, connection_name, None)
+    }
+
+    /// Like [`new`](Self::new), trusting `ca_pem` (PEM) too for `amqps://`.
+    pub fn with_ca(urls: &[SecretString], connection_name: &str, ca_pem: Option<String>) -> Self {
+        let manager = FailoverManager { nodes: urls.to_vec(), connection_name: connection_name.to_string(), ca_pem };
+        let pool = managed::Pool::builder(manager)
             .max_size(1)
             .runtime(deadpool::Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(10)))

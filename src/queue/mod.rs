@@ -2,6 +2,7 @@
 //! outcome events.
 
 pub mod connection;
+pub mod depth;
 pub mod events;
 pub mod headers;
 pub mod publisher;

@@ -57,7 +57,11 @@ struct FollowUp {
 impl<C: CustomerDirectory> WorkerContext<C> {
     /// Handles one delivery to the end (ack or nack); never panics.
     pub async fn handle(self: &Arc<Self>, delivery: Delivery) {
-        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        // A message published straight to RabbitMQ without a trace gets one here, and keeps
+        // it through retries and dead-lettering.
+        let traceparent = crate::trace::or_new(headers.text(headers::TRACEPARENT).as_deref());
+        headers.set_text(headers::TRACEPARENT, traceparent.clone());
         let span = tracing::info_span!(
             "submission",
             submission.id = delivery
@@ -66,10 +70,10 @@ impl<C: CustomerDirectory> WorkerContext<C> {
                 .as_ref()
                 .map(|id| id.as_str())
                 .unwrap_or(""),
-            traceparent = headers.text(headers::TRACEPARENT).unwrap_or_default(),
+            traceparent = %traceparent,
         );
         let work = AssertUnwindSafe(self.handle_inner(&delivery, headers)).catch_unwind();
-        if work.instrument(span).await.is_err() {
+        if crate::trace::scope(traceparent, work.instrument(span)).await.is_err() {
             tracing::error!("processing panicked; message returned to the queue");
             let _ = delivery
                 .acker
