@@ -225,7 +225,10 @@ impl TlsSettings {
         }
         std::fs::read_to_string(self.ca_file.trim())
             .map(Some)
-            .map_err(|e| InvalidSetting { key: "tls.ca_file", reason: format!("cannot read {}: {e}", self.ca_file) })
+            .map_err(|e| InvalidSetting {
+                key: "tls.ca_file",
+                reason: format!("cannot read {}: {e}", self.ca_file),
+            })
     }
 }
 

@@ -93,7 +93,9 @@ impl Components {
             .user_agent(concat!("prechat-enricher/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5));
         if let Some(pem) = &ca_pem {
-            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).context("tls.ca_file: not PEM certificates")? {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .context("tls.ca_file: not PEM certificates")?
+            {
                 http = http.add_root_certificate(certificate);
             }
         }
@@ -128,8 +130,13 @@ impl Components {
             cache_ttl: Duration::from_secs(settings.crm.cache_ttl_secs),
         };
         let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
-        let publish_broker = Broker::with_ca(&settings.amqp.url, "prechat-enricher publish", ca_pem.clone());
-        let consume_broker = Broker::with_ca(&settings.amqp.url, "prechat-enricher consume", ca_pem);
+        let publish_broker = Broker::with_ca(
+            &settings.amqp.url,
+            "prechat-enricher publish",
+            ca_pem.clone(),
+        );
+        let consume_broker =
+            Broker::with_ca(&settings.amqp.url, "prechat-enricher consume", ca_pem);
         let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
         let key = Some(settings.privacy.session_hash_key.clone())
             .filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
@@ -373,8 +380,12 @@ fn depth_poller(c: &Components) -> anyhow::Result<DepthPoller> {
     let management = match c.settings.amqp.management_url.as_str() {
         "" => None,
         url => Some(
-            ManagementApi::new(url, &c.settings.amqp.url[0])
-                .context("building the RabbitMQ management API client")?,
+            ManagementApi::new(
+                url,
+                &c.settings.amqp.url[0],
+                c.settings.tls.ca_pem()?.as_deref(),
+            )
+            .context("building the RabbitMQ management API client")?,
         ),
     };
     Ok(DepthPoller {

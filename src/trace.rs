@@ -49,7 +49,8 @@ pub fn outgoing() -> Option<String> {
     TRACEPARENT
         .try_with(|current| {
             let mut parts = current.splitn(4, '-');
-            let (version, trace, _, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let (version, trace, _, flags) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
             Some(format!("{version}-{trace}-{}-{flags}", span_id()))
         })
         .ok()
@@ -63,12 +64,16 @@ mod tests {
     #[tokio::test]
     async fn outgoing_calls_keep_the_trace_id_with_a_new_span_id() {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let child = scope(parent.to_string(), async { outgoing() }).await.unwrap();
+        let child = scope(parent.to_string(), async { outgoing() })
+            .await
+            .unwrap();
         assert!(is_valid(&child));
         assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert_ne!(child, parent);
         assert_eq!(outgoing(), None, "no trace outside a scope");
-        assert!(!is_valid("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+        assert!(!is_valid(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
         assert_eq!(or_new(Some("garbage")).len(), 55);
     }
 }

@@ -31,10 +31,21 @@ impl managed::Manager for FailoverManager {
         let mut last_error = None;
         for url in &self.nodes {
             let label = redact_url(url.expose_secret());
-            let properties = ConnectionProperties::default().with_connection_name(self.connection_name.clone().into());
-            let tls = OwnedTLSConfig { identity: None, cert_chain: self.ca_pem.clone() };
+            let properties = ConnectionProperties::default()
+                .with_connection_name(self.connection_name.clone().into());
+            let tls = OwnedTLSConfig {
+                identity: None,
+                cert_chain: self.ca_pem.clone(),
+            };
             let runtime = async_rs::Runtime::tokio_current();
-            match lapin::Connection::connect_with_config(url.expose_secret(), properties, tls, runtime).await {
+            match lapin::Connection::connect_with_config(
+                url.expose_secret(),
+                properties,
+                tls,
+                runtime,
+            )
+            .await
+            {
                 Ok(connection) => {
                     tracing::info!(amqp.node = %label, "connected to RabbitMQ");
                     return Ok(connection);
@@ -48,7 +59,11 @@ impl managed::Manager for FailoverManager {
         Err(last_error.expect("amqp.url holds at least one address"))
     }
 
-    async fn recycle(&self, connection: &mut lapin::Connection, _: &Metrics) -> RecycleResult<lapin::Error> {
+    async fn recycle(
+        &self,
+        connection: &mut lapin::Connection,
+        _: &Metrics,
+    ) -> RecycleResult<lapin::Error> {
         if connection.status().connected() {
             Ok(())
         } else {
@@ -82,7 +97,11 @@ impl Broker {
 
     /// Like [`new`](Self::new), trusting `ca_pem` (PEM) too for `amqps://`.
     pub fn with_ca(urls: &[SecretString], connection_name: &str, ca_pem: Option<String>) -> Self {
-        let manager = FailoverManager { nodes: urls.to_vec(), connection_name: connection_name.to_string(), ca_pem };
+        let manager = FailoverManager {
+            nodes: urls.to_vec(),
+            connection_name: connection_name.to_string(),
+            ca_pem,
+        };
         let pool = managed::Pool::builder(manager)
             .max_size(1)
             .runtime(deadpool::Runtime::Tokio1)

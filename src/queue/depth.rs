@@ -76,8 +76,13 @@ struct QueueStats {
 }
 
 impl ManagementApi {
-    /// The API at `base_url`, for the vhost and credentials of `amqp_url`.
-    pub fn new(base_url: &str, amqp_url: &SecretString) -> Result<Self, DepthError> {
+    /// The API at `base_url`, for the vhost and credentials of `amqp_url`, trusting the extra
+    /// CA certificates of `ca_pem` (PEM) too.
+    pub fn new(
+        base_url: &str,
+        amqp_url: &SecretString,
+        ca_pem: Option<&str>,
+    ) -> Result<Self, DepthError> {
         let base = Url::parse(base_url)
             .map_err(|e| DepthError::Management(format!("amqp.management_url: {e}")))?;
         let uri: AMQPUri = amqp_url
@@ -85,9 +90,17 @@ impl ManagementApi {
             .parse()
             // The parser's message may quote the URL, credentials included.
             .map_err(|_| DepthError::Management("amqp.url is not an AMQP URL".into()))?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(concat!("prechat-enricher/", env!("CARGO_PKG_VERSION")))
-            .timeout(POLL_TIMEOUT)
+            .timeout(POLL_TIMEOUT);
+        let certificates = ca_pem
+            .map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()))
+            .transpose()
+            .map_err(|e| DepthError::Management(format!("tls.ca_file: {e}")))?;
+        for certificate in certificates.into_iter().flatten() {
+            http = http.add_root_certificate(certificate);
+        }
+        let http = http
             .build()
             .map_err(|e| DepthError::Management(e.to_string()))?;
         Ok(Self {
@@ -139,10 +152,12 @@ impl ManagementApi {
             status => return Err(DepthError::Management(format!("answered {status}"))),
         }
         let stats: QueueStats = response.json().await.map_err(failed)?;
-        Ok(match (stats.messages_ready, stats.messages_unacknowledged) {
-            (Some(ready), unacked) => Reading::Counted { ready, unacked },
-            (None, _) => Reading::NotYet,
-        })
+        Ok(
+            match (stats.messages_ready, stats.messages_unacknowledged) {
+                (Some(ready), unacked) => Reading::Counted { ready, unacked },
+                (None, _) => Reading::NotYet,
+            },
+        )
     }
 }
 
@@ -287,7 +302,7 @@ mod tests {
 
     fn api(base: &str, amqp: &str) -> ManagementApi {
         crate::startup::install_crypto_provider();
-        ManagementApi::new(base, &SecretString::from(amqp)).unwrap()
+        ManagementApi::new(base, &SecretString::from(amqp), None).unwrap()
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl<C: CustomerDirectory> WorkerContext<C> {
             traceparent = %traceparent,
         );
         let work = AssertUnwindSafe(self.handle_inner(&delivery, headers)).catch_unwind();
-        if crate::trace::scope(traceparent, work.instrument(span)).await.is_err() {
+        if crate::trace::scope(traceparent, work.instrument(span))
+            .await
+            .is_err()
+        {
             tracing::error!("processing panicked; message returned to the queue");
             let _ = delivery
                 .acker

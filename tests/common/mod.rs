@@ -160,7 +160,11 @@ pub async fn start_unchecked(sim: SimHandle, settings: Settings, roles: Roles) -
         url,
         sim,
         topology: Topology::new(&settings.amqp),
-        broker: Broker::new(&settings.amqp.url, "prechat-enricher tests"),
+        broker: Broker::with_ca(
+            &settings.amqp.url,
+            "prechat-enricher tests",
+            settings.tls.ca_pem().unwrap(),
+        ),
         settings,
         http: http(),
         shutdown,
