@@ -368,6 +368,9 @@ impl Settings {
                 Err(_) => return bad("amqp.management_url", "not a URL"),
             }
         }
+        if self.ingest.request_timeout_ms <= self.amqp.publish_timeout_ms {
+            return bad("ingest.request_timeout_ms", "must be longer than amqp.publish_timeout_ms");
+        }
         if self.ingest.auth_tokens.is_empty() && !self.ingest.allow_unauthenticated {
             return bad(
                 "ingest.auth_tokens",

@@ -284,6 +284,7 @@ impl Application {
                 phone_region: c.settings.phone_region(),
                 topology_ready: topology_ready.clone(),
                 metrics: c.metrics.clone(),
+                request_timeout: Duration::from_millis(c.settings.ingest.request_timeout_ms),
             });
             let app = router(state);
             let stop = shutdown.clone();

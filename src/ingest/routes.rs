@@ -38,6 +38,8 @@ pub struct IngestState {
     pub topology_ready: Arc<AtomicBool>,
     /// Metrics (also served here).
     pub metrics: Arc<Metrics>,
+    /// Upper bound of one `POST /v1/submissions`.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The ingest's router.
@@ -53,9 +55,13 @@ pub fn router(state: Arc<IngestState>) -> Router {
 }
 
 async fn submit(State(state): State<Arc<IngestState>>, request: Request<Body>) -> Response {
-    let response = match accept(&state, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    // A slow client or a blocked broker never holds a request past the limit; the publish
+    // has its own, shorter timeout, so a timeout here accepted nothing.
+    let response = match tokio::time::timeout(state.request_timeout, accept(&state, request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long and was not accepted; retry later")
+            .into_response(),
     };
     state
         .metrics
@@ -96,9 +102,10 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
     };
     let submission = parse_submission(&body, &context)?;
 
+    let traceparent = traceparent(&parts.headers);
     let mut message_headers = FieldTable::default();
     message_headers.set_number(headers::ATTEMPT, 1);
-    message_headers.set_text(headers::TRACEPARENT, traceparent(&parts.headers));
+    message_headers.set_text(headers::TRACEPARENT, traceparent.clone());
     let properties = json_properties(&submission.submission_id, message_headers);
     let published = state
         .publisher
@@ -111,7 +118,7 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
         .await;
     match published {
         Ok(()) => {
-            tracing::info!(submission.id = %submission.submission_id, "submission accepted");
+            tracing::info!(submission.id = %submission.submission_id, traceparent = %traceparent, "submission accepted");
             let body = json!({"submissionId": submission.submission_id, "status": "queued"});
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
