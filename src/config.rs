@@ -256,6 +256,9 @@ pub struct LogSettings {
 pub struct MetricsSettings {
     /// Time between queue depth polls (0 = queue depth not exported).
     pub queue_poll_interval_ms: u64,
+    /// Address of a listener serving only `GET /metrics` and `/healthz`, for `worker`
+    /// processes (empty = none; the ingest serves `/metrics` on `ingest.bind` anyway).
+    pub bind: String,
 }
 
 /// A setting that is present but wrong.
@@ -369,7 +372,13 @@ impl Settings {
             }
         }
         if self.ingest.request_timeout_ms <= self.amqp.publish_timeout_ms {
-            return bad("ingest.request_timeout_ms", "must be longer than amqp.publish_timeout_ms");
+            return bad(
+                "ingest.request_timeout_ms",
+                "must be longer than amqp.publish_timeout_ms",
+            );
+        }
+        if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<SocketAddr>().is_err() {
+            return bad("metrics.bind", "not an address such as 0.0.0.0:9090");
         }
         if self.ingest.auth_tokens.is_empty() && !self.ingest.allow_unauthenticated {
             return bad(

@@ -3,6 +3,12 @@
 //! One [`Metrics`] per process, passed to every component that records (never a
 //! global), so tests can read the figures of their own app.
 
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -247,4 +253,20 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// `Content-Type` of the exposition (OpenMetrics text, which Prometheus reads natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics` and `GET /healthz` alone, for processes without the ingest (`metrics.bind`).
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()) }),
+        )
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})).into_response() }),
+        )
 }

@@ -242,6 +242,18 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let c = self.components;
         let routes = self.routes;
+        // Whatever can fail fails here, before any task runs.
+        let poller = (c.settings.metrics.queue_poll_interval_ms > 0)
+            .then(|| depth_poller(&c))
+            .transpose()?;
+        let metrics_listener = match c.settings.metrics.bind.as_str() {
+            "" => None,
+            bind => Some(
+                tokio::net::TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("binding metrics.bind = {bind}"))?,
+            ),
+        };
         let tasks = TaskTracker::new();
         let topology_ready = Arc::new(AtomicBool::new(false));
         let declared = CancellationToken::new();
@@ -262,13 +274,23 @@ impl Application {
                     })
             });
         }
-        if c.settings.metrics.queue_poll_interval_ms > 0 {
-            let poller = depth_poller(&c)?;
+        if let Some(poller) = poller {
             let (stop, declared) = (shutdown.clone(), declared.clone());
             tasks.spawn(async move {
                 tokio::select! {
                     _ = declared.cancelled() => poller.run(stop).await,
                     _ = stop.cancelled() => {}
+                }
+            });
+        }
+        if let Some(listener) = metrics_listener {
+            tracing::info!(metrics.addr = %listener.local_addr()?, "metrics listening");
+            let (app, stop) = (crate::metrics::router(c.metrics.clone()), shutdown.clone());
+            tasks.spawn(async move {
+                let serve = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "metrics server failed");
                 }
             });
         }

@@ -393,7 +393,7 @@ async fn a_budget_of_60_per_minute_under_a_larger_load_loses_nothing_and_uses_th
         stats.rate_limited
     );
     assert!(
-        per_minute >= 45.0 && per_minute <= 66.0,
+        (45.0..=66.0).contains(&per_minute),
         "achieved {per_minute:.1}/min against 60"
     );
     assert!(app.dead_letters().await.is_empty());

@@ -21,7 +21,8 @@ async fn each_bad_http_input_gets_its_4xx_with_the_error_shape_and_nothing_is_pu
         *body.pointer_mut(pointer).unwrap() = value;
         body.to_string().into_bytes()
     };
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, &str, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "not JSON",
             b"{nope".to_vec(),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use prechat_enricher::metrics::Metrics;
+use prechat_enricher::metrics::{CrmLabels, GenesysLabels, Metrics, RouteLabels, StatusLabels};
 use prechat_sim::{Fault, Route, SeedConversation};
 use serde_json::Value;
 
@@ -90,17 +90,7 @@ async fn metrics_when(app: &TestApp, check: impl Fn(&str) -> bool) -> String {
         check(&text).then_some(text)
     })
     .await;
-    text.unwrap_or_else(|| panic!("metrics never matched; last:\n{}", app.metrics_text_now()))
-}
-
-trait LastText {
-    fn metrics_text_now(&self) -> String;
-}
-
-impl LastText for TestApp {
-    fn metrics_text_now(&self) -> String {
-        self.metrics.render()
-    }
+    text.unwrap_or_else(|| panic!("metrics never matched; last:\n{}", app.metrics.render()))
 }
 
 fn depth(text: &str, queue: &str, state: &str) -> Option<u64> {
@@ -255,8 +245,7 @@ async fn without_the_management_api_ready_counts_come_over_amqp_and_unacked_is_n
         ],
     )
     .await;
-    // Parked with no conversation id, the submission waits in the awaiting queue; and a raw
-    // message that no route fits stays nowhere. Only what the broker holds is counted.
+    // A body that is not JSON is dead-lettered as invalid_payload at once.
     let dead = app.topology.dead_letter_queue();
     app.publish_raw(b"not json", "metrics-amqp-1").await;
     let text = metrics_when(&app, |text| depth(text, &dead, "ready") == Some(1)).await;
@@ -268,6 +257,42 @@ async fn without_the_management_api_ready_counts_come_over_amqp_and_unacked_is_n
         depth(&text, &app.topology.submissions_queue(), "ready"),
         Some(0)
     );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_only_process_serves_metrics_on_metrics_bind() {
+    let sim = prechat_sim::spawn(fast_sim())
+        .await
+        .expect("sandbox starts");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let settings = test_settings(
+        &sim,
+        &unique_namespace("metrics-worker"),
+        &[
+            ("PRECHAT__METRICS__BIND", &bind),
+            ("PRECHAT__METRICS__QUEUE_POLL_INTERVAL_MS", "200"),
+        ],
+    );
+    let app = start(sim, settings, prechat_enricher::startup::Roles::WORKER).await;
+    let queue = app.topology.submissions_queue();
+    let text = wait_until(WAIT, || async {
+        let response = http()
+            .get(format!("http://{bind}/metrics"))
+            .send()
+            .await
+            .ok()?;
+        let text = response.text().await.ok()?;
+        depth(&text, &queue, "ready").is_some().then_some(text)
+    })
+    .await
+    .expect("the worker's /metrics shows queue depth");
+    assert!(text.ends_with("# EOF\n"));
     app.cleanup().await;
 }
 
@@ -311,9 +336,35 @@ fn exprs(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Every series name the registry exports, from its `# TYPE` lines.
-fn exported_names() -> BTreeSet<String> {
-    let text = Metrics::new().render();
+/// The registry with one series in every family (an empty family prints nothing).
+fn every_family() -> Metrics {
+    let metrics = Metrics::new();
+    metrics
+        .ingest_requests
+        .get_or_create(&StatusLabels { status: 202 })
+        .inc();
+    metrics.count_submission("enriched", "");
+    let genesys = GenesysLabels {
+        route: "patch_attributes",
+        status: "202".into(),
+    };
+    metrics.genesys_requests.get_or_create(&genesys).inc();
+    let route = RouteLabels {
+        route: "patch_attributes",
+    };
+    metrics.genesys_latency.get_or_create(&route).observe(0.1);
+    metrics
+        .crm_requests
+        .get_or_create(&CrmLabels { result: "found" })
+        .inc();
+    metrics.set_queue_depth("prechat.submissions", 1, Some(1));
+    metrics
+}
+
+/// Every series name the registry exports (from its `# TYPE` lines: counters end in
+/// `_total`, histograms have `_bucket`, `_sum`, `_count`), and every label name.
+fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
+    let text = every_family().render();
     let mut names = BTreeSet::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("# TYPE ") else {
@@ -334,13 +385,60 @@ fn exported_names() -> BTreeSet<String> {
             }
         }
     }
-    names
+    let labels = samples(&text)
+        .into_iter()
+        .flat_map(|s| s.labels.into_keys())
+        .collect();
+    (names, labels)
+}
+
+/// Label names in matchers (`{a="x"}`) and in `by (…)` / `without (…)` clauses.
+fn label_names(expr: &str) -> BTreeSet<String> {
+    // Quoted values may hold anything (commas, braces): drop them first.
+    let expr: String = expr
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, part)| part)
+        .collect::<Vec<_>>()
+        .join("\"\"");
+    let expr = expr.as_str();
+    let mut labels = BTreeSet::new();
+    for (open, close) in [('{', '}'), ('(', ')')] {
+        let mut rest = expr;
+        while let Some(start) = rest.find(open) {
+            let before = rest[..start].trim_end();
+            let inside = &rest[start + 1..];
+            let end = inside.find(close).unwrap_or(inside.len());
+            let grouping = before.ends_with(" by")
+                || before.ends_with(" without")
+                || before == "by"
+                || before == "without";
+            if open == '{' {
+                for matcher in inside[..end].split(',') {
+                    let name: String = matcher
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        labels.insert(name);
+                    }
+                }
+            } else if grouping {
+                labels.extend(inside[..end].split(',').map(|l| l.trim().to_string()));
+            }
+            rest = &inside[end.min(inside.len())..];
+        }
+    }
+    labels.retain(|l| !l.is_empty());
+    labels
 }
 
 #[test]
 fn the_dashboard_queries_only_metrics_the_service_exports() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboards");
-    let exported = exported_names();
+    let (exported, labels) = exported();
     assert!(exported.contains("prechat_queue_messages"));
     assert!(exported.contains("prechat_submissions_total"));
     assert!(exported.contains("prechat_genesys_request_duration_seconds_bucket"));
@@ -364,6 +462,14 @@ fn the_dashboard_queries_only_metrics_the_service_exports() {
         for expr in &queries {
             let names = metric_names(expr);
             assert!(!names.is_empty(), "no metric in {expr:?}");
+            if names.iter().all(|n| n.starts_with("prechat_")) {
+                for label in label_names(expr) {
+                    assert!(
+                        labels.contains(&label) || ["job", "instance"].contains(&label.as_str()),
+                        "label {label:?} of {expr:?} is not exported"
+                    );
+                }
+            }
             used.extend(names);
         }
         let unknown: Vec<_> = used
@@ -395,5 +501,53 @@ fn metric_names_are_read_from_expressions() {
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
         ["prechat_submissions_total", "rabbitmq_queue_messages_ready"]
+    );
+}
+
+#[test]
+fn label_names_are_read_from_matchers_and_groupings() {
+    let labels = label_names(
+        r#"max by (queue, state) (prechat_queue_messages{queue=~"$ns[.](a,b)",state="ready"}) + sum without (le) (x)"#,
+    );
+    assert_eq!(
+        labels.into_iter().collect::<Vec<_>>(),
+        ["le", "queue", "state"]
+    );
+}
+
+#[test]
+fn metrics_settings_that_cannot_work_fail_at_start_naming_the_key() {
+    let sim_url = "http://127.0.0.1:9";
+    let base: Vec<(&str, &str)> = vec![
+        ("PRECHAT__INGEST__AUTH_TOKENS", TOKEN),
+        ("PRECHAT__GENESYS__CLIENT_ID", "id"),
+        ("PRECHAT__GENESYS__CLIENT_SECRET", "secret"),
+        ("PRECHAT__CRM__BASE_URL", sim_url),
+    ];
+    let key_of = |extra: (&str, &str)| {
+        let env = base
+            .iter()
+            .chain(std::iter::once(&extra))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let settings = prechat_enricher::config::Settings::load_from(&config_dir(), &env).unwrap();
+        settings.validate().err().map(|e| e.key)
+    };
+    assert_eq!(key_of(("PRECHAT__METRICS__BIND", "")), None);
+    assert_eq!(key_of(("PRECHAT__AMQP__MANAGEMENT_URL", "")), None);
+    assert_eq!(
+        key_of((
+            "PRECHAT__AMQP__MANAGEMENT_URL",
+            "http://guest:guest@rabbit:15672"
+        )),
+        Some("amqp.management_url")
+    );
+    assert_eq!(
+        key_of(("PRECHAT__AMQP__MANAGEMENT_URL", "rabbit:15672")),
+        Some("amqp.management_url")
+    );
+    assert_eq!(
+        key_of(("PRECHAT__METRICS__BIND", "everywhere")),
+        Some("metrics.bind")
     );
 }

@@ -57,11 +57,16 @@ pub fn router(state: Arc<IngestState>) -> Router {
 async fn submit(State(state): State<Arc<IngestState>>, request: Request<Body>) -> Response {
     // A slow client or a blocked broker never holds a request past the limit; the publish
     // has its own, shorter timeout, so a timeout here accepted nothing.
-    let response = match tokio::time::timeout(state.request_timeout, accept(&state, request)).await {
+    let response = match tokio::time::timeout(state.request_timeout, accept(&state, request)).await
+    {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.into_response(),
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long and was not accepted; retry later")
-            .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long and was not accepted; retry later",
+        )
+        .into_response(),
     };
     state
         .metrics

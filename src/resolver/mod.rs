@@ -170,17 +170,17 @@ impl Resolver {
             Ok(submission) => {
                 let id = submission.submission_id.clone();
                 // The same submission twice (a republish) is held once; the copy is dropped.
-                if waiting.contains_key(&id) {
-                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-                } else {
-                    waiting.insert(
-                        id,
-                        Waiting {
+                match waiting.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(Waiting {
                             delivery,
                             submission,
                             headers,
-                        },
-                    );
+                        });
+                    }
                 }
             }
             Err(error) => {

@@ -27,7 +27,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 const CTL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn sbin(tool: &str) -> PathBuf {
-    let dir = std::env::var_os("CHAOS_RABBITMQ_SBIN").map_or_else(|| PathBuf::from(DEFAULT_SBIN), PathBuf::from);
+    let dir = std::env::var_os("CHAOS_RABBITMQ_SBIN")
+        .map_or_else(|| PathBuf::from(DEFAULT_SBIN), PathBuf::from);
     dir.join(tool)
 }
 
@@ -54,7 +55,10 @@ impl RabbitNode {
         std::fs::create_dir_all(&home)?;
         let cookie = home.join(".erlang.cookie");
         if !cookie.exists() {
-            std::fs::write(&cookie, format!("PRECHATCHAOS{}", uuid::Uuid::new_v4().simple()))?;
+            std::fs::write(
+                &cookie,
+                format!("PRECHATCHAOS{}", uuid::Uuid::new_v4().simple()),
+            )?;
             set_mode(&cookie, 0o400)?;
         }
         let dir = root.join(short);
@@ -118,7 +122,10 @@ impl RabbitNode {
         }
         if self.ping().await {
             // A node of an earlier, interrupted run still holds the name: it is ours.
-            eprintln!("chaos: stale node {} found running; shutting it down", self.name);
+            eprintln!(
+                "chaos: stale node {} found running; shutting it down",
+                self.name
+            );
             let _ = self.ctl(&["shutdown"]).await;
         }
         let out = std::fs::OpenOptions::new()
@@ -152,7 +159,11 @@ impl RabbitNode {
                     );
                 }
             }
-            if self.ctl(&["await_startup", "--timeout", "10"]).await.is_ok() {
+            if self
+                .ctl(&["await_startup", "--timeout", "10"])
+                .await
+                .is_ok()
+            {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -260,7 +271,14 @@ impl RabbitNode {
     /// `list_queues` of the queues whose name starts with `prefix`, as JSON objects with
     /// the given `columns`.
     pub async fn queues(&self, prefix: &str, columns: &[&str]) -> anyhow::Result<Vec<Value>> {
-        let mut args = vec!["list_queues", "-q", "--formatter", "json", "--timeout", "30"];
+        let mut args = vec![
+            "list_queues",
+            "-q",
+            "--formatter",
+            "json",
+            "--timeout",
+            "30",
+        ];
         args.extend_from_slice(columns);
         let text = self.ctl(&args).await?;
         let all: Vec<Value> = serde_json::from_str(text.trim())
