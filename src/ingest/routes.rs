@@ -175,7 +175,7 @@ async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::metrics::CONTENT_TYPE,
         )],
         state.metrics.render(),
     )

@@ -72,7 +72,7 @@ pub fn test_env(
         ("PRECHAT__GENESYS__CLIENT_ID", "sandbox-client".into()),
         ("PRECHAT__GENESYS__CLIENT_SECRET", "sandbox-secret".into()),
         ("PRECHAT__GENESYS__REQUESTS_PER_MINUTE", "100000".into()),
-        ("PRECHAT__GENESYS__TIMEOUT_MS", "3000".into()),
+        ("PRECHAT__GENESYS__TIMEOUT_MS", "10000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
