@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use backon::BackoffBuilder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +23,7 @@ use crate::ingest::{router, IngestState};
 use crate::merge::{QueueTarget, RouteTable};
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
+use crate::queue::connection::{reconnect_delays, wait_to_reconnect};
 use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
 use crate::queue::{Broker, Publisher, Topology};
@@ -426,11 +426,7 @@ async fn declare_until_done(
     broker: &Broker,
     shutdown: &CancellationToken,
 ) -> bool {
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .without_max_times()
-        .build();
+    let mut delays = reconnect_delays();
     loop {
         match topology.declare(broker).await {
             Ok(()) => {
@@ -438,11 +434,8 @@ async fn declare_until_done(
                 return true;
             }
             Err(error) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "topology not declared yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(delay) => {}
+                if !wait_to_reconnect(&mut delays, shutdown, "topology declaration", &error).await {
+                    return false;
                 }
             }
         }

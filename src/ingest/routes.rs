@@ -173,10 +173,7 @@ async fn ready(State(state): State<Arc<IngestState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            crate::metrics::CONTENT_TYPE,
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()

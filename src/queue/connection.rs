@@ -131,6 +131,33 @@ impl Broker {
     }
 }
 
+/// Delays between attempts to reach the broker again: exponential from 200 ms to 15 s,
+/// jittered, endless.
+pub fn reconnect_delays() -> impl Iterator<Item = Duration> + Send {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Logs why `what` lost the broker and sleeps the next delay; false when shutdown came first.
+pub async fn wait_to_reconnect(
+    delays: &mut (impl Iterator<Item = Duration> + Send),
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+    error: &(dyn std::fmt::Display + Sync),
+) -> bool {
+    let delay = delays.next().unwrap_or(Duration::from_secs(15));
+    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} lost RabbitMQ; trying again");
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
 /// `amqp://user:pass@host:5672/vhost` → `amqp://host:5672/vhost`, for logs.
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {

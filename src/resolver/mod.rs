@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -27,6 +26,7 @@ use crate::genesys::search::SearchRow;
 use crate::genesys::GenesysClient;
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
+use crate::queue::connection::{reconnect_delays, wait_to_reconnect};
 use crate::queue::events::{Event, EventPublisher, Outcome};
 use crate::queue::headers::json_properties;
 use crate::queue::topology::SUBMISSION_KEY;
@@ -84,21 +84,13 @@ impl Resolver {
     /// Holds and resolves waiting submissions until `shutdown`; reconnects when the broker
     /// goes away. On shutdown every held submission returns to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(15))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = reconnect_delays();
         while !shutdown.is_cancelled() {
             match self.hold(&shutdown).await {
                 Ok(()) => break,
                 Err(error) => {
-                    let delay = delays.next().unwrap_or(Duration::from_secs(15));
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "resolver lost RabbitMQ; reconnecting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                    if !wait_to_reconnect(&mut delays, &shutdown, "resolver", &error).await {
+                        break;
                     }
                 }
             }

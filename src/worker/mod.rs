@@ -12,7 +12,6 @@ pub mod process;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -20,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::crm::CustomerDirectory;
+use crate::queue::connection::{reconnect_delays, wait_to_reconnect};
 use crate::queue::{Broker, BrokerError};
 pub use handle::WorkerContext;
 
@@ -52,22 +52,14 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
     /// messages, lets the ones in hand finish within the shutdown timeout, and leaves the
     /// rest to return to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut reconnect_delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(15))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = reconnect_delays();
         while !shutdown.is_cancelled() {
             match self.consume(&shutdown).await {
                 Ok(Stopped::Shutdown) => break,
                 Ok(Stopped::Outage) => self.probe_until_healthy(&shutdown).await,
                 Err(error) => {
-                    let delay = reconnect_delays.next().unwrap_or(Duration::from_secs(15));
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "worker lost RabbitMQ; reconnecting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                    if !wait_to_reconnect(&mut delays, &shutdown, "worker", &error).await {
+                        break;
                     }
                 }
             }
