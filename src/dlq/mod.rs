@@ -33,7 +33,7 @@ use crate::queue::{Broker, Publisher, Topology};
 use crate::worker::decision::ErrorClass;
 use filter::{parse_class, parse_rate, parse_since, Filter, Since};
 use letter::Letter;
-use reader::Scan;
+use reader::{Scan, FAST_PREFETCH, PACED_PREFETCH};
 use replay::{Action, Plan};
 
 /// A scan of at least this many messages shows a progress bar (on a terminal).
@@ -232,7 +232,7 @@ async fn stats(
     json: bool,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<i32> {
-    let mut scan = Scan::open(broker, &topology.dead_letter_queue()).await?;
+    let mut scan = Scan::open(broker, &topology.dead_letter_queue(), FAST_PREFETCH).await?;
     let progress = progress_bar(scan.bound(), false, "counting");
     let mut stats = render::Stats::new();
     let result = async {
@@ -265,7 +265,7 @@ async fn list(
     show_pii: bool,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<i32> {
-    let mut scan = Scan::open(broker, &topology.dead_letter_queue()).await?;
+    let mut scan = Scan::open(broker, &topology.dead_letter_queue(), FAST_PREFETCH).await?;
     let progress = progress_bar(scan.bound(), false, "reading");
     let mut letters: Vec<Letter> = Vec::new();
     let result = async {
@@ -312,8 +312,9 @@ async fn move_letters(
     // or disk alarm), the scan's acks and nacks still flow.
     let publish_broker = Broker::new(&settings.amqp.url, "prechat-enricher dlq publish");
     let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
-    let scan = Scan::open(read_broker, &topology.dead_letter_queue()).await?;
-    let rated = matches!(plan.action, Action::Replay { rate: Some(_) });
+    let rated = matches!(plan.action, Action::Replay { rate: Some(_) }) && !plan.dry_run;
+    let prefetch = if rated { PACED_PREFETCH } else { FAST_PREFETCH };
+    let scan = Scan::open(read_broker, &topology.dead_letter_queue(), prefetch).await?;
     let label = match plan.action {
         Action::Replay { .. } if !plan.dry_run => "replaying",
         Action::Purge if !plan.dry_run => "purging",

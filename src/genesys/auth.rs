@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::error::{ErrorBody, GenesysError};
 use super::model::TokenResponse;
-use crate::metrics::{GenesysLabels, Metrics};
+use crate::metrics::{GenesysLabels, Metrics, RouteLabels};
 
 /// A cached bearer token.
 #[derive(Clone)]
@@ -105,6 +105,10 @@ impl TokenProvider {
                 status: status_label,
             })
             .inc();
+        self.metrics
+            .genesys_latency
+            .get_or_create(&RouteLabels { route: "token" })
+            .observe(started.elapsed().as_secs_f64());
         let response = result.map_err(|e| GenesysError::Unavailable {
             status: None,
             reason: format!(

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 
+/// When the ingest accepted the submission (RFC 3339); end-to-end latency counts from here.
+pub const ACCEPTED_AT: &str = "prechat-accepted-at";
 /// Attempt number of this delivery (1 for the first).
 pub const ATTEMPT: &str = "prechat-attempt";
 /// When the submission first failed (RFC 3339).

@@ -23,7 +23,7 @@ use crate::queue::events::{Event, EventPublisher, Outcome};
 use crate::queue::headers::{self, json_properties, HeaderExt};
 use crate::queue::topology::AWAITING_KEY;
 use crate::queue::{Publisher, Topology};
-use crate::submission::{parse_submission, Origin, ParseContext, Submission};
+use crate::submission::{parse_submission, Origin, ParseContext};
 
 /// What every worker task of a process shares.
 pub struct WorkerContext<C> {
@@ -226,14 +226,17 @@ impl<C: CustomerDirectory> WorkerContext<C> {
                 return;
             }
         }
-        self.record(&decision, &event, parsed.as_ref().ok());
+        let accepted_at = headers
+            .time(headers::ACCEPTED_AT)
+            .or(parsed.as_ref().ok().map(|s| s.submitted_at));
+        self.record(&decision, &event, accepted_at);
         self.events.publish(&event).await;
         if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
             tracing::warn!(%error, "ack failed; the broker will redeliver (the write is idempotent)");
         }
     }
 
-    fn record(&self, decision: &Decision, event: &Event, submission: Option<&Submission>) {
+    fn record(&self, decision: &Decision, event: &Event, accepted_at: Option<DateTime<Utc>>) {
         let class = match decision {
             Decision::DeadLetter(dead) => dead.class.as_str(),
             Decision::Retry { cause, .. } => cause,
@@ -242,10 +245,8 @@ impl<C: CustomerDirectory> WorkerContext<C> {
         self.metrics.count_submission(event.outcome.as_str(), class);
         match decision {
             Decision::Ack => {
-                if let Some(submission) = submission {
-                    let latency = (Utc::now() - submission.submitted_at)
-                        .to_std()
-                        .unwrap_or_default();
+                if let Some(accepted_at) = accepted_at {
+                    let latency = (Utc::now() - accepted_at).to_std().unwrap_or_default();
                     self.metrics
                         .end_to_end_latency
                         .observe(latency.as_secs_f64());
