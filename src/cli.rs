@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::crm::{CrmOutcome, CustomerDirectory};
+use crate::crm::CustomerDirectory;
 use crate::dlq::{DlqCommand, UsageError};
 use crate::startup::{Application, Components, Roles};
 
@@ -134,12 +134,11 @@ async fn check(settings: Settings) -> anyhow::Result<i32> {
             println!("rabbitmq: unreachable: {error}");
         }
     }
-    match components.crm.lookup(&crm_probe(&components)).await {
-        CrmOutcome::Unavailable => {
-            failures += 1;
-            println!("crm: unavailable at {}", components.settings.crm.base_url);
-        }
-        _ => println!("crm: ok"),
+    if components.crm.probe().await {
+        println!("crm: ok");
+    } else {
+        failures += 1;
+        println!("crm: unavailable at {}", components.settings.crm.base_url);
     }
     match components.genesys.check_credentials().await {
         Ok(()) => println!(
@@ -152,28 +151,4 @@ async fn check(settings: Settings) -> anyhow::Result<i32> {
         }
     }
     Ok(if failures == 0 { 0 } else { 1 })
-}
-
-/// A submission that identifies nobody, to see whether the CRM answers at all.
-fn crm_probe(components: &Components) -> crate::submission::Submission {
-    use crate::submission::{Consent, Guest, Priority, Submission, Survey, SCHEMA_VERSION};
-    Submission {
-        schema_version: SCHEMA_VERSION,
-        submission_id: "prechat-enricher-check".into(),
-        submitted_at: chrono::Utc::now(),
-        conversation_id: None,
-        guest: Guest {
-            session_hash: Some(components.hasher.hash("prechat-enricher-check")),
-            ..Default::default()
-        },
-        survey: Survey {
-            subject: String::new(),
-            priority: Priority::Normal,
-            language: None,
-        },
-        consent: Consent {
-            given: false,
-            kind: None,
-        },
-    }
 }

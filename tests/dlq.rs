@@ -15,6 +15,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use prechat_enricher::cli::{Cli, Command};
+use prechat_enricher::dlq::reader::Scan;
 use prechat_enricher::dlq::{self, DlqCommand};
 use prechat_enricher::queue::headers::{self, json_properties, HeaderExt};
 use prechat_enricher::startup::Roles;
@@ -406,6 +407,7 @@ async fn stats_list_replay_and_purge_act_exactly_on_the_selected_class() {
         assert!(copy.header(headers::ERROR_CLASS).is_none());
         assert!(copy.header(headers::DEAD_LETTERED_AT).is_none());
         assert!(copy.header(headers::FIRST_FAILURE_AT).is_none());
+        assert!(copy.header("x-delivery-count").is_none());
         assert!(copy.header(headers::TRACEPARENT).is_some());
     }
     for conversation in broken.iter().chain(&healthy) {
@@ -468,12 +470,50 @@ async fn listing_leaves_the_queue_as_it_was_in_the_same_order() {
         .map(|(_, id)| id.clone())
         .collect();
     assert_eq!(listed_ids(&app, &[]).await, rest);
-    // The returned messages are otherwise unchanged (headers as dead-lettered).
+    // The returned messages are unchanged (headers as dead-lettered), but for the broker's
+    // redelivery count.
     let peeked = peek(&app, &app.topology.dead_letter_queue()).await;
     assert_eq!(peeked.len(), 250);
     assert!(peeked.iter().all(
         |(_, h)| h.number(headers::ATTEMPT) == Some(3) && h.text(headers::ERROR_CODE).is_some()
     ));
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scan_takes_only_what_was_there_and_pulls_past_its_prefetch() {
+    let sim = prechat_sim::spawn(SimConfig::default()).await.unwrap();
+    let settings = test_settings(&sim, &unique_namespace("dlq-scan"), &[]);
+    let app = start(sim, settings, Roles::INGEST).await;
+    let queue = app.topology.dead_letter_queue();
+    let fabricate = |range: std::ops::Range<usize>| -> Vec<Fabricated> {
+        range
+            .map(|i| Fabricated::new(ErrorClass::Expired, "c", &format!("s-{i:03}")))
+            .collect()
+    };
+    publish_dead(&app, &fabricate(0..100)).await;
+    // A prefetch of 10: the broker pushes 10, then the scan goes on with basic.get.
+    let mut scan = Scan::open(&app.broker, &queue, 10).await.unwrap();
+    assert_eq!(scan.bound(), 100);
+    let mut taken = Vec::new();
+    for _ in 0..50 {
+        let fetched = scan.next().await.unwrap().expect("a message");
+        taken.push(fetched.letter.submission_id.unwrap());
+    }
+    // Dead letters that arrive during the scan are not part of it.
+    publish_dead(&app, &fabricate(100..120)).await;
+    while let Some(fetched) = scan.next().await.unwrap() {
+        taken.push(fetched.letter.submission_id.unwrap());
+    }
+    let first: Vec<String> = (0..100).map(|i| format!("s-{i:03}")).collect();
+    assert_eq!(taken, first);
+    scan.release().await.unwrap();
+    // Returned messages go to the tail, behind those that arrived meanwhile.
+    let order: Vec<String> = (100..120)
+        .chain(0..100)
+        .map(|i| format!("s-{i:03}"))
+        .collect();
+    assert_eq!(listed_ids(&app, &[]).await, order);
     app.cleanup().await;
 }
 
@@ -568,6 +608,37 @@ async fn a_replay_killed_half_way_loses_nothing_and_marks_every_copy() {
             Some("retries_exhausted")
         );
     }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_the_broker_refuses_exits_1_and_leaves_every_dead_letter() {
+    let sim = prechat_sim::spawn(SimConfig::default()).await.unwrap();
+    let settings = test_settings(&sim, &unique_namespace("dlq-refused"), &[]);
+    let app = start(sim, settings, Roles::INGEST).await;
+    let letters: Vec<Fabricated> = (0..40)
+        .map(|i| Fabricated::new(ErrorClass::Expired, "c", &format!("r-{i:02}")))
+        .collect();
+    publish_dead(&app, &letters).await;
+    let before = listed_ids(&app, &[]).await;
+    // No queue behind `submission`: every copy is unroutable, which counts as a failure.
+    let channel = app.broker.channel().await.unwrap();
+    channel
+        .queue_delete(
+            app.topology.submissions_queue().as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let output = binary(&app, &["replay"]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no queue bound"), "{stderr}");
+    assert!(stderr.contains("every other one is still in"), "{stderr}");
+    // (Sorted: a run that fails before the end of the queue leaves it rotated.)
+    let mut after = listed_ids(&app, &[]).await;
+    after.sort();
+    assert_eq!(after, before, "every dead letter is still there");
     app.cleanup().await;
 }
 

@@ -56,7 +56,7 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Lists dead letters, oldest first; the queue is left as it was.
+    /// Lists dead letters in queue order (oldest first); the queue is left as it was.
     List {
         /// Which dead letters.
         #[command(flatten)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::ProgressBar;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::filter::Filter;
 use super::letter::Letter;
-use super::reader::Scan;
+use super::reader::{Fetched, Scan};
 use crate::queue::headers::{self, HeaderExt};
 use crate::queue::topology::SUBMISSION_KEY;
 use crate::queue::{PublishError, Publisher, Topology};
@@ -97,103 +97,82 @@ pub struct Report {
 /// refused publish, a lost connection) stops it; what was moved until then is reported along
 /// with the error, and every message is either moved or still dead-lettered.
 pub async fn execute(
-    mut scan: Scan,
+    scan: Scan,
     publisher: &Publisher,
     topology: &Topology,
     plan: &Plan,
     progress: &ProgressBar,
 ) -> (Report, Option<anyhow::Error>) {
-    let mut report = Report {
-        queued: scan.bound().into(),
-        dry_run: plan.dry_run,
-        ..Report::default()
+    let mut run = Run {
+        report: Report {
+            queued: scan.bound().into(),
+            dry_run: plan.dry_run,
+            ..Report::default()
+        },
+        scan,
+        failure: None,
+        started: Instant::now(),
     };
     let limiter = match plan.action {
         Action::Replay { rate: Some(rate) } => Some(rate_limiter(rate)),
         _ => None,
     };
     let exchange = topology.ingest_exchange();
-    let started = Instant::now();
-    let mut failure: Option<anyhow::Error> = None;
     let mut in_flight = FuturesUnordered::new();
-    loop {
-        while let Some(Some((tag, result))) =
-            futures_util::FutureExt::now_or_never(in_flight.next())
-        {
-            settle(&mut scan, &mut report, &mut failure, tag, result).await;
-        }
-        if failure.is_some() {
-            break;
-        }
-        if plan.limit.is_some_and(|limit| report.matched >= limit) {
-            progress.set_message("restoring the order");
-            if let Err(error) = scan.hold_rest().await {
-                failure = Some(error);
-            }
-            break;
-        }
-        if started.elapsed() >= RUN_BUDGET {
-            report.stopped_early = Some(format!(
-                "time budget of {} min used up; run the command again to go on",
-                RUN_BUDGET.as_secs() / 60
-            ));
-            break;
-        }
-        let fetched = match scan.next().await {
-            Ok(Some(fetched)) => fetched,
-            Ok(None) => break,
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
-        };
-        report.scanned += 1;
-        progress.inc(1);
-        if !plan.filter.matches(&fetched.letter) {
-            continue;
-        }
-        report.matched += 1;
+    while let Some(fetched) = run.next_selected(plan, progress).await {
         if plan.dry_run {
-            report.would_move.push(fetched.letter);
+            run.report.would_move.push(fetched.letter);
             continue;
         }
-        match plan.action {
-            Action::Purge => match scan.ack(fetched.tag).await {
-                Ok(()) => report.moved += 1,
-                Err(error) => failure = Some(error),
-            },
-            Action::Replay { .. } => {
-                if let Some(limiter) = &limiter {
-                    // Settle confirms while waiting, so a dead letter is acked as soon as
-                    // its copy is confirmed, not one rate period later.
-                    loop {
-                        tokio::select! {
-                            _ = limiter.until_ready() => break,
-                            Some((tag, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                                settle(&mut scan, &mut report, &mut failure, tag, result).await;
-                            }
-                        }
-                    }
-                }
-                let properties = replay_properties(&fetched.properties, Utc::now());
-                let (exchange, tag) = (exchange.as_str(), fetched.tag);
-                in_flight.push(async move {
-                    let result = publisher
-                        .publish(exchange, SUBMISSION_KEY, &fetched.body, properties)
-                        .await;
-                    (tag, result)
-                });
-                while in_flight.len() >= IN_FLIGHT {
-                    if let Some((tag, result)) = in_flight.next().await {
-                        settle(&mut scan, &mut report, &mut failure, tag, result).await;
+        if plan.action == Action::Purge {
+            match run.scan.ack(fetched.tag).await {
+                Ok(()) => run.report.moved += 1,
+                Err(error) => run.fail(error),
+            }
+            continue;
+        }
+        if let Some(limiter) = &limiter {
+            // Settle confirms while waiting, so that a dead letter is acked as soon as its
+            // copy is confirmed, not one rate period later.
+            loop {
+                tokio::select! {
+                    _ = limiter.until_ready() => break,
+                    Some((tag, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                        run.settle(tag, result).await;
                     }
                 }
             }
+        }
+        if run.failure.is_some() {
+            break; // this one stays dead-lettered
+        }
+        let properties = replay_properties(&fetched.properties, Utc::now());
+        let (exchange, tag) = (exchange.as_str(), fetched.tag);
+        in_flight.push(async move {
+            let body = fetched.body;
+            let result = publisher
+                .publish(exchange, SUBMISSION_KEY, &body, properties)
+                .await;
+            (tag, result)
+        });
+        while in_flight.len() >= IN_FLIGHT {
+            if let Some((tag, result)) = in_flight.next().await {
+                run.settle(tag, result).await;
+            }
+        }
+        while let Some(Some((tag, result))) = in_flight.next().now_or_never() {
+            run.settle(tag, result).await;
         }
     }
     while let Some((tag, result)) = in_flight.next().await {
-        settle(&mut scan, &mut report, &mut failure, tag, result).await;
+        run.settle(tag, result).await;
     }
+    let Run {
+        scan,
+        report,
+        mut failure,
+        ..
+    } = run;
     if let Err(error) = scan.release().await {
         // Closing the connection returns the held messages anyway.
         failure.get_or_insert(error);
@@ -201,28 +180,73 @@ pub async fn execute(
     (report, failure)
 }
 
-/// Acks the dead letter whose copy the broker confirmed; keeps the one whose copy failed.
-async fn settle(
-    scan: &mut Scan,
-    report: &mut Report,
-    failure: &mut Option<anyhow::Error>,
-    tag: u64,
-    result: Result<(), PublishError>,
-) {
-    match result {
-        Ok(()) => {
-            report.moved += 1;
-            if let Err(error) = scan.ack(tag).await {
-                failure.get_or_insert(error.context(
-                    "a replayed message is also still dead-lettered (its copy has prechat-replayed-at)",
+/// The state of one replay or purge.
+struct Run {
+    scan: Scan,
+    report: Report,
+    failure: Option<anyhow::Error>,
+    started: Instant,
+}
+
+impl Run {
+    /// The next dead letter the plan selects; `None` at the end of the scan, at the limit
+    /// (after taking the rest, to keep the queue's order), past the time budget, or after a
+    /// failure.
+    async fn next_selected(&mut self, plan: &Plan, progress: &ProgressBar) -> Option<Fetched> {
+        loop {
+            if self.failure.is_some() {
+                return None;
+            }
+            if plan.limit.is_some_and(|limit| self.report.matched >= limit) {
+                progress.set_message("restoring the order");
+                if let Err(error) = self.scan.hold_rest().await {
+                    self.fail(error);
+                }
+                return None;
+            }
+            if self.started.elapsed() >= RUN_BUDGET {
+                self.report.stopped_early = Some(format!(
+                    "time budget of {} min used up; run the command again to go on",
+                    RUN_BUDGET.as_secs() / 60
                 ));
+                return None;
+            }
+            let fetched = match self.scan.next().await {
+                Ok(fetched) => fetched?,
+                Err(error) => {
+                    self.fail(error);
+                    return None;
+                }
+            };
+            self.report.scanned += 1;
+            progress.inc(1);
+            if plan.filter.matches(&fetched.letter) {
+                self.report.matched += 1;
+                return Some(fetched);
             }
         }
-        Err(error) => {
-            failure.get_or_insert(
+    }
+
+    /// Acks the dead letter whose copy the broker confirmed; keeps the one whose copy failed.
+    async fn settle(&mut self, tag: u64, result: Result<(), PublishError>) {
+        match result {
+            Ok(()) => {
+                self.report.moved += 1;
+                if let Err(error) = self.scan.ack(tag).await {
+                    self.fail(error.context(
+                        "a replayed message is also still dead-lettered (its copy has prechat-replayed-at)",
+                    ));
+                }
+            }
+            Err(error) => self.fail(
                 anyhow::Error::new(error).context("republishing a dead letter to the ingest"),
-            );
+            ),
         }
+    }
+
+    /// Keeps the first failure: it stops the run.
+    fn fail(&mut self, error: anyhow::Error) {
+        self.failure.get_or_insert(error);
     }
 }
 
@@ -237,7 +261,8 @@ fn rate_limiter(rate: f64) -> DefaultDirectRateLimiter {
 
 /// The properties of a replayed copy: the submission's own (`message_id`, content type,
 /// timestamp, trace context and other headers), persistent, with the attempt count reset to 1,
-/// the error and dead-letter headers of its previous life removed, and `prechat-replayed-at`.
+/// the error and dead-letter headers of its previous life removed, `prechat-replayed-at`, and
+/// `prechat-accepted-at` set to the replay time.
 pub fn replay_properties(original: &BasicProperties, now: DateTime<Utc>) -> BasicProperties {
     let kept = original
         .headers()
@@ -260,6 +285,9 @@ pub fn replay_properties(original: &BasicProperties, now: DateTime<Utc>) -> Basi
     let mut table = FieldTable::from(kept);
     table.set_number(headers::ATTEMPT, 1);
     table.set_text(headers::REPLAYED_AT, headers::timestamp(now));
+    // The copy enters the pipeline now: end-to-end latency must not count its days as a
+    // dead letter.
+    table.set_text(headers::ACCEPTED_AT, headers::timestamp(now));
     let mut properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type(
@@ -304,6 +332,7 @@ mod tests {
         table.set_text(headers::DEAD_LETTERED_AT, "2026-11-22T10:00:00Z");
         table.set_text(headers::FIRST_FAILURE_AT, "2026-11-22T09:00:00Z");
         table.set_number("x-delivery-count", 3);
+        table.set_text(headers::ACCEPTED_AT, "2026-11-22T08:59:00Z");
         table.set_text("x-first-death-reason", "delivery_limit");
         table.insert(
             "x-death".into(),
@@ -322,7 +351,16 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            [headers::ATTEMPT, headers::REPLAYED_AT, headers::TRACEPARENT]
+            [
+                headers::ACCEPTED_AT,
+                headers::ATTEMPT,
+                headers::REPLAYED_AT,
+                headers::TRACEPARENT
+            ]
+        );
+        assert_eq!(
+            headers_out.text(headers::ACCEPTED_AT).as_deref(),
+            Some("2026-11-23T08:00:00Z")
         );
         assert_eq!(headers_out.number(headers::ATTEMPT), Some(1));
         assert_eq!(
