@@ -19,6 +19,7 @@
 //! - `rabbit` — private RabbitMQ nodes and a 3-node cluster (never the shared broker);
 //! - `service` — the service binary as a child process (SIGKILL, SIGTERM, restart);
 //! - `load` — seeded conversations, unique guests, the HTTP sender;
+//! - `proxy` — a TCP proxy that holds back Genesys' answers (write done, answer late);
 //! - `audit` — drain, count (enriched, dead-lettered, lost, duplicated effects), report;
 //! - `scenario` — what every scenario shares;
 //! - `broker` — worker SIGKILL, RabbitMQ restart, alarms, cluster leader loss;
@@ -39,6 +40,8 @@ mod load;
 mod mode;
 #[path = "chaos/pids.rs"]
 mod pids;
+#[path = "chaos/proxy.rs"]
+mod proxy;
 #[path = "chaos/rabbit.rs"]
 mod rabbit;
 #[path = "chaos/scenario.rs"]

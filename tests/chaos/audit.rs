@@ -70,6 +70,8 @@ pub struct Audit<'a> {
     pub namespace: &'a str,
     /// Every AMQP URL (any live node will do).
     pub amqp_urls: Vec<String>,
+    /// The scenario's folder (`submissions.csv` goes there).
+    pub dir: &'a std::path::Path,
 }
 
 impl Audit<'_> {
@@ -201,6 +203,7 @@ impl Audit<'_> {
             .collect();
         let contacts = contacts_by_email(&self.sim.contacts());
         let mut emails_seen = HashSet::new();
+        let mut csv = String::from("at_s,took_s,answer,submission_id,conversation_id,enriched,dead_class,transfers,contacts\n");
         for s in sent {
             let planned = &s.planned;
             let view = conversations.get(&planned.conversation_id);
@@ -228,6 +231,21 @@ impl Audit<'_> {
                 Answer::Unavailable => tally.unavailable += 1,
                 Answer::Other(_) | Answer::NoAnswer(_) => tally.other += 1,
             }
+            let _ = writeln!(
+                csv,
+                "{:.3},{:.3},{:?},{},{},{},{},{},{}",
+                s.at.as_secs_f64(),
+                s.took.as_secs_f64(),
+                s.answer,
+                planned.submission_id,
+                planned.conversation_id,
+                enriched,
+                dead.get(&planned.submission_id).map_or("", String::as_str),
+                view.map_or(0, |v| v.transfers),
+                contacts
+                    .get(&planned.email.to_lowercase())
+                    .map_or(0, Vec::len),
+            );
             if s.answer != Answer::Accepted && (enriched || is_dead) {
                 tally.unaccepted_but_delivered += 1;
             }
@@ -270,6 +288,7 @@ impl Audit<'_> {
                 }
             }
         }
+        let _ = std::fs::write(self.dir.join("submissions.csv"), csv);
         let stats = self.sim.stats();
         let genesys_5xx: u64 = stats
             .statuses

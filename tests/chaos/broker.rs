@@ -84,7 +84,7 @@ enum Stop {
 async fn rabbitmq_restarts_during_ingest_and_consumption_lose_no_accepted_submission() {
     let mut s = Scenario::begin("rabbitmq-restart", "RabbitMQ restart (clean and crash)", 10).await;
     let (mut node, mut ingest, mut worker) = s.single_node("restart", 5712, &[]).await;
-    let n = s.mode.pick(400, 1500);
+    let n = s.mode.pick(800, 2500);
     let rate = 10.0;
     let restarts: Vec<(f64, Stop)> = s.mode.pick(
         vec![(8.0, Stop::Graceful), (24.0, Stop::Crash)],
@@ -131,6 +131,11 @@ async fn rabbitmq_restarts_during_ingest_and_consumption_lose_no_accepted_submis
         ));
         back_at.push(up);
     }
+    // The load goes on 10 s after the last fault, then stops.
+    s.pause(Duration::from_secs(10), &progress, "").await;
+    progress
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sending.await.expect("the load");
     for up in &back_at {
         match first_accept_after(&sent, *up) {
@@ -142,8 +147,19 @@ async fn rabbitmq_restarts_during_ingest_and_consumption_lose_no_accepted_submis
             )),
         }
     }
+    let delays: Vec<String> = worker
+        .log_lines("worker lost RabbitMQ")
+        .iter()
+        .filter_map(|l| l.split("retry_in_ms=").nth(1))
+        .map(|d| d.trim().to_string())
+        .collect();
     s.notes.push(format!(
-        "{n} submissions at {rate}/s; every 202 must end enriched, 503s while the broker is down are expected"
+        "the worker's reconnect delays, in ms, in order: {}",
+        delays.join(", ")
+    ));
+    s.notes.push(format!(
+        "{} submissions at {rate}/s, until 10 s after the last restart; every 202 must end enriched, 503s while the broker is down are expected",
+        sent.len()
     ));
     let urls = vec![node.url()];
     let tally = s
@@ -203,7 +219,7 @@ async fn alarm_in_effect(node: &RabbitNode, alarm: Alarm, wanted: bool) -> bool 
 async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recovers() {
     let mut s = Scenario::begin("rabbitmq-alarm", "RabbitMQ memory/disk alarm", 10).await;
     let (node, mut ingest, mut worker) = s.single_node("alarm", 5713, &[]).await;
-    let n = s.mode.pick(300, 900);
+    let n = s.mode.pick(600, 1500);
     let rate = 10.0;
     let alarms: Vec<(f64, Alarm, u64)> = s.mode.pick(
         vec![(5.0, Alarm::Memory, 10), (20.0, Alarm::Disk, 6)],
@@ -235,15 +251,21 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
             &format!("{alarm:?} alarm on"),
         )
         .await;
+        // The window ends when the clear is asked for (the alarm check takes a while).
+        let off = s.t();
         alarm.clear(&node).await.expect("alarm cleared");
         if !alarm_in_effect(&node, alarm, false).await {
             s.problems
                 .push(format!("the {alarm:?} alarm did not clear"));
         }
-        let off = s.t();
         s.progress(&progress, &format!("{alarm:?} alarm off"));
         windows.push((alarm, on, off));
     }
+    // The load goes on 10 s after the last fault, then stops.
+    s.pause(Duration::from_secs(10), &progress, "").await;
+    progress
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sending.await.expect("the load");
     for (alarm, on, off) in windows {
         // Requests made and answered while the alarm was in effect.
@@ -369,7 +391,7 @@ async fn losing_the_queue_leader_of_a_three_node_cluster_loses_nothing() {
     s.notes
         .push(format!("quorum queues: {}", layout.join(", ")));
 
-    let n = s.mode.pick(400, 1500);
+    let n = s.mode.pick(600, 2000);
     let rate = 10.0;
     let submissions = format!("{}.submissions", s.namespace);
     // (time, action): stop or crash the current leader, or bring a stopped node back.
@@ -442,6 +464,11 @@ async fn losing_the_queue_leader_of_a_three_node_cluster_loses_nothing() {
             }
         }
     }
+    // The load goes on 20 s after the last fault, then stops.
+    s.pause(Duration::from_secs(20), &progress, "").await;
+    progress
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sending.await.expect("the load");
     for t in losses {
         match first_accept_after(&sent, t) {
@@ -452,7 +479,8 @@ async fn losing_the_queue_leader_of_a_three_node_cluster_loses_nothing() {
         }
     }
     s.notes.push(format!(
-        "{n} submissions at {rate}/s; service given all three AMQP URLs"
+        "{} submissions at {rate}/s, until 20 s after the last fault; the service is given all three AMQP URLs",
+        sent.len()
     ));
     let node = cluster.any_running();
     let tally = s

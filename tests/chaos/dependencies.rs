@@ -9,6 +9,7 @@ use std::time::Duration;
 use prechat_sim::{Fault, Route};
 
 use crate::load::Progress;
+use crate::proxy::AnswerDelayProxy;
 use crate::scenario::Scenario;
 
 /// Every Genesys API route a worker calls.
@@ -147,43 +148,63 @@ async fn genesys_storms_token_revocation_and_a_failing_crm_lose_nothing_and_repe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "chaos: run by scripts/chaos"]
-async fn genesys_writes_slower_than_the_client_timeout_are_not_repeated() {
-    let mut s = Scenario::begin(
-        "genesys-slow",
-        "Genesys writes slower than the client timeout",
-        10,
-    )
-    .await;
-    let (node, mut ingest, mut worker) = s.single_node("slow", 5715, &[]).await;
-    let n = s.mode.pick(150, 400);
+async fn genesys_slower_than_the_client_timeout_gets_no_write_repeated() {
+    let mut s = Scenario::begin("genesys-slow", "Genesys slower than the client timeout", 10).await;
+    // Genesys API calls go through a proxy that can hold back answers; token and CRM
+    // calls go straight to the sandbox.
+    let proxy = AnswerDelayProxy::start(s.sim.local_addr())
+        .await
+        .expect("the proxy starts");
+    let api_url = proxy.url();
+    let (node, mut ingest, mut worker) = s
+        .single_node("slow", 5715, &[("PRECHAT__GENESYS__API_URL", &api_url)])
+        .await;
+    let n = s.mode.pick(300, 900);
     let rate = 10.0;
+    let windows = s.mode.pick(3, 8);
     let per_route = s.mode.pick(5, 15);
     let progress = Arc::new(Progress::default());
     let sending = s.send(s.plan(n), rate, progress.clone());
-    s.pause(Duration::from_secs(3), &progress, "").await;
-    let routes = [
+    s.pause(Duration::from_secs(2), &progress, "").await;
+    // 1. Writes done whose answers come after the client gave up (4 s windows, 3 s apart).
+    let from = s.t();
+    for _ in 0..windows {
+        proxy.set_answer_delay(Duration::from_millis(3_500));
+        s.pause(
+            Duration::from_secs(4),
+            &progress,
+            "write answers held 3.5 s",
+        )
+        .await;
+        proxy.set_answer_delay(Duration::ZERO);
+        s.pause(Duration::from_secs(3), &progress, "").await;
+    }
+    let to = s.t();
+    // 2. Requests that take longer than the client waits: the sandbox drops the handler
+    //    when the client gives up, so the write is never done.
+    for route in [
         Route::PatchAttributes,
         Route::CreateContact,
         Route::LinkContact,
         Route::ReplaceQueue,
-    ];
-    for route in routes {
-        // A status below 400 only delays: the sandbox then does the write, after the
-        // client (genesys.timeout_ms = 3 s) has given up on it.
+    ] {
         s.sim.add_fault(Fault {
             count: Some(per_route),
             delay_ms: Some(3_500),
             ..Fault::new(route, 200)
         });
     }
-    s.progress(&progress, "slow writes injected");
+    s.progress(&progress, "slow requests injected");
     let sent = sending.await.expect("the load");
+    let timeouts = worker.log_lines("cause=\"genesys_unavailable\"").len();
     s.notes.push(format!(
-        "{n} submissions at {rate}/s; {per_route} calls each of PATCH attributes, create contact, link contact and replace/queue delayed 3.5 s (genesys.timeout_ms = 3 s)"
+        "{n} submissions at {rate}/s; genesys.timeout_ms = 3 s. (1) t={from:.0}-{to:.0}s, {windows} windows of 4 s: the answer to every Genesys write (PATCH attributes, create/update/link contact, replace/queue) held 3.5 s by a proxy after the sandbox did it (write done, answer lost to the timeout): {} answers held; (2) then {per_route} calls each of those writes held 3.5 s before the sandbox saw them (write not done); {timeouts} retries after a Genesys failure",
+        proxy.held()
     ));
     let urls = vec![node.url()];
     let tally = s
         .finish(&node, urls, sent, &mut [&mut ingest, &mut worker])
         .await;
+    drop(proxy);
     tally.report_and_assert(s.mode);
 }

@@ -99,10 +99,13 @@ pub struct Progress {
     pub accepted: AtomicUsize,
     /// 503s.
     pub unavailable: AtomicUsize,
+    /// Set by the scenario: send no more (the rest of the plan stays unsent).
+    pub stop: std::sync::atomic::AtomicBool,
 }
 
-/// Sends every planned submission to `ingest_url` at `per_second`, at most `in_flight` at
-/// once, and returns every answer in plan order.
+/// Sends the planned submissions to `ingest_url` at `per_second`, at most `in_flight` at
+/// once, until the plan is done or `progress.stop` is set, and returns every answer in plan
+/// order.
 pub async fn send(
     ingest_url: String,
     token: &'static str,
@@ -123,6 +126,9 @@ pub async fn send(
     let mut tasks = Vec::with_capacity(plan.len());
     for planned in plan {
         ticker.tick().await;
+        if progress.stop.load(Ordering::Relaxed) {
+            break;
+        }
         let permit = slots.clone().acquire_owned().await.expect("open semaphore");
         let (client, url, progress) = (client.clone(), ingest_url.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {

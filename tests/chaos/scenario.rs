@@ -30,6 +30,8 @@ pub struct Scenario {
     /// The service's namespace on the broker.
     pub namespace: String,
     /// When the scenario began.
+    pub begun: Instant,
+    /// When the load began (before: when the scenario began); `t` counts from here.
     pub started: Instant,
     /// The ingest's port.
     pub ingest_port: u16,
@@ -63,6 +65,7 @@ impl Scenario {
             dir,
             sim,
             namespace: format!("chaos-{slug}"),
+            begun: Instant::now(),
             started: Instant::now(),
             ingest_port: free_port(),
             notes: Vec::new(),
@@ -83,12 +86,27 @@ impl Scenario {
     ) -> HashMap<String, String> {
         let bind = format!("127.0.0.1:{}", self.ingest_port);
         let urls = amqp_urls.join(",");
+        // Every setting a scenario's timing depends on is pinned here, not taken from the
+        // harness's defaults.
         let mut overrides: Vec<(&str, &str)> = vec![
             ("PRECHAT__AMQP__URL", &urls),
+            // The default points at the shared broker's management API: stay off it.
+            ("PRECHAT__AMQP__MANAGEMENT_URL", ""),
+            ("PRECHAT__AMQP__RETRY_DELAYS_SECS", "1,2,5"),
             ("PRECHAT__INGEST__BIND", &bind),
             ("PRECHAT__AMQP__PUBLISH_TIMEOUT_MS", "2000"),
+            ("PRECHAT__INGEST__REQUEST_TIMEOUT_MS", "10000"),
+            ("PRECHAT__WORKER__CONCURRENCY", "8"),
+            ("PRECHAT__WORKER__RETRY_BASE_MS", "200"),
+            ("PRECHAT__WORKER__RETRY_MAX_MS", "2000"),
+            ("PRECHAT__WORKER__SHUTDOWN_TIMEOUT_SECS", "5"),
+            ("PRECHAT__WORKER__PROBE_INTERVAL_MS", "1000"),
             ("PRECHAT__WORKER__MAX_ATTEMPTS", "12"),
             ("PRECHAT__WORKER__OUTAGE_THRESHOLD", "5"),
+            ("PRECHAT__CRM__TIMEOUT_MS", "2000"),
+            ("PRECHAT__GENESYS__TIMEOUT_MS", "3000"),
+            ("PRECHAT__GENESYS__REQUESTS_PER_MINUTE", "100000"),
+            ("PRECHAT__RESOLVER__POLL_INTERVAL_MS", "500"),
             ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
             ("PRECHAT__ROUTING__MODE", "transfer"),
             ("PRECHAT__ROUTING__QUEUES__GOLD", "Gold Support"),
@@ -156,14 +174,15 @@ impl Scenario {
         load::seed(&self.sim, n, &self.namespace)
     }
 
-    /// Starts sending `plan` at `per_second` in the background.
+    /// Starts sending `plan` at `per_second` in the background; `t` counts from now.
     pub fn send(
-        &self,
+        &mut self,
         plan: Vec<Planned>,
         per_second: f64,
         progress: Arc<Progress>,
     ) -> tokio::task::JoinHandle<Vec<Sent>> {
         let url = self.ingest_url();
+        self.started = Instant::now();
         let started = self.started;
         tokio::spawn(load::send(
             url,
@@ -225,6 +244,7 @@ impl Scenario {
             sim: &self.sim,
             namespace: &self.namespace,
             amqp_urls,
+            dir: &self.dir,
         };
         let drain = self
             .mode
@@ -235,7 +255,7 @@ impl Scenario {
         }
         // A moment for writes still in flight (a late answer) to land before counting.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut tally = audit.tally(self.label, &sent, self.started.elapsed()).await;
+        let mut tally = audit.tally(self.label, &sent, self.begun.elapsed()).await;
         for service in services.iter_mut() {
             service.check_alive();
             for exit in &service.unexpected_exits {

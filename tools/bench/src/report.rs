@@ -289,27 +289,37 @@ pub fn markdown(r: &Results) -> String {
     if let Some(mem) = &r.memory {
         let _ = writeln!(
             out,
-            "## Memory\n\nPeak resident set (`VmHWM`) of a `worker` process (concurrency 8) watched \
-             for {} s.\n",
+            "## Memory\n\nPeak resident set (`VmHWM`) of a `worker` process (concurrency 8, so \
+             prefetch 8), each watched for {} s while it works at full speed.\n",
             mem.watched_secs
         );
-        let _ = writeln!(out, "| worker | peak RSS |\n|---|---:|");
-        let _ = writeln!(out, "| idle, empty queue (baseline) | {:.1} MiB |", mem.idle_peak_mib);
         let _ = writeln!(
             out,
-            "| {} submissions waiting (it enriched {} while watched) | {:.1} MiB |",
-            group(mem.backlog as u64),
-            group(mem.enriched_while_watched),
-            mem.loaded_peak_mib
+            "| worker | waiting at start | enriched while watched | peak RSS |\n|---|---:|---:|---:|"
         );
+        for (name, w) in [
+            ("idle, empty queue (baseline)", &mem.idle),
+            ("busy, small backlog (baseline)", &mem.busy_small_backlog),
+            ("busy, big backlog", &mem.busy_big_backlog),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {:.1} MiB |",
+                group(w.backlog as u64),
+                group(w.enriched),
+                w.peak_mib
+            );
+        }
         let _ = writeln!(
             out,
-            "\n**loaded / idle = {:.2}**. The backlog was published in {:.1} s ({:.0} messages/s, \
-             pipelined confirms); {} were still waiting at the end; deleting the namespace took {:.1} s.\n",
-            mem.ratio,
+            "\n**big backlog / idle = {:.2}; big backlog / small backlog = {:.2}.** The big backlog \
+             was published in {:.1} s ({:.0} messages/s, pipelined confirms); {} were still waiting \
+             at the end; deleting its namespace took {:.1} s.\n",
+            mem.ratio_to_idle,
+            mem.ratio_to_small_backlog,
             mem.publish_secs,
             mem.publish_per_sec,
-            group(u64::from(mem.still_waiting)),
+            group(u64::from(mem.busy_big_backlog.still_waiting)),
             mem.delete_secs
         );
     }

@@ -177,13 +177,6 @@ impl Service {
             }
         }
     }
-
-    /// Log lines whose message contains `needle`.
-    pub fn log_lines_with(&self, needle: &str) -> usize {
-        std::fs::read_to_string(&self.log)
-            .map(|text| text.lines().filter(|l| l.contains(needle)).count())
-            .unwrap_or(0)
-    }
 }
 
 /// Consumers of a queue (0 when it does not exist yet).
