@@ -592,7 +592,9 @@ async fn a_replay_killed_half_way_loses_nothing_and_marks_every_copy() {
     let union: BTreeSet<String> = dead_ids.union(&replayed_ids).cloned().collect();
     assert_eq!(union, original, "nothing lost");
     let both = dead_ids.intersection(&replayed_ids).count();
-    assert!(both <= 1, "{both} messages both dead and replayed");
+    // Only copies whose confirm came just before the kill can be in both places (at most the
+    // replay's in-flight window), and each of those copies is marked (checked below).
+    assert!(both <= 64, "{both} messages both dead and replayed");
     assert_eq!(dead.len() + replayed.len() - both, original.len());
     for (_, headers) in &replayed {
         assert!(
