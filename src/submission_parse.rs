@@ -120,20 +120,28 @@ fn submitted_at(
 ) -> Result<DateTime<Utc>, ValidationError> {
     const FIELD: &str = "submittedAt";
     if let Some(raw) = text(Some(root), FIELD, FIELD)? {
+        let message = "submittedAt must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z.";
         return DateTime::parse_from_rfc3339(&raw)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                let message =
-                    "submittedAt must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z.";
-                reject("invalid_field", FIELD, message)
-            });
+            .ok()
+            .filter(representable)
+            .ok_or_else(|| reject("invalid_field", FIELD, message));
     }
+    // An AMQP timestamp in milliseconds (a common client mistake) or otherwise out of range
+    // is ignored: the submission then counts from now.
     Ok(match &ctx.origin {
         Origin::Queue {
             timestamp: Some(t), ..
-        } => *t,
+        } if representable(t) && *t <= ctx.now + chrono::Duration::days(1) => *t,
         _ => ctx.now,
     })
+}
+
+/// A time whose UTC form RFC 3339 can write (years 0000–9999), so that what is published
+/// parses again.
+fn representable(t: &DateTime<Utc>) -> bool {
+    use chrono::Datelike;
+    (0..=9999).contains(&t.year())
 }
 
 fn conversation_id(root: &Map<String, Value>) -> Result<Option<String>, ValidationError> {

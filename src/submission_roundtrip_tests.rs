@@ -84,3 +84,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_time_outside_rfc_3339_years_is_refused_or_ignored_so_published_bodies_parse_again() {
+    use crate::privacy::SessionHasher;
+    use crate::submission::{parse_submission, Origin, ParseContext};
+    let hasher = SessionHasher::new(None);
+    let now = chrono::Utc::now();
+    let http = ParseContext {
+        origin: Origin::Http,
+        now,
+        hasher: &hasher,
+        default_phone_region: None,
+    };
+    for late in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+01:00"] {
+        let body = format!(r#"{{"guest":{{"email":"a@example.com"}},"submittedAt":"{late}"}}"#);
+        assert_eq!(
+            parse_submission(body.as_bytes(), &http).unwrap_err().code,
+            "invalid_field",
+            "{late}"
+        );
+    }
+    let millis = chrono::DateTime::from_timestamp(now.timestamp_millis(), 0);
+    let queue = ParseContext {
+        origin: Origin::Queue {
+            message_id: Some("m-1".into()),
+            timestamp: millis,
+        },
+        now,
+        hasher: &hasher,
+        default_phone_region: None,
+    };
+    let parsed = parse_submission(br#"{"guest":{"email":"a@example.com"}}"#, &queue).unwrap();
+    assert_eq!(
+        parsed.submitted_at, now,
+        "a millisecond timestamp is ignored"
+    );
+    assert_eq!(parse_submission(&parsed.to_json(), &queue).unwrap(), parsed);
+}

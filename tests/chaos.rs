@@ -22,7 +22,8 @@
 //! - `proxy` — a TCP proxy that holds back Genesys' answers (write done, answer late);
 //! - `audit` — drain, count (enriched, dead-lettered, lost, duplicated effects), report;
 //! - `scenario` — what every scenario shares;
-//! - `broker` — worker SIGKILL, RabbitMQ restart, alarms, cluster leader loss;
+//! - `broker` — worker SIGKILL, RabbitMQ restart (clean and crash), memory and disk alarms;
+//! - `cluster` — a 3-node cluster losing its quorum queues' leader;
 //! - `dependencies` — Genesys 5xx storms, token revocation, slow and failing CRM, Genesys
 //!   slower than the client's timeout.
 
@@ -32,6 +33,8 @@ mod common;
 mod audit;
 #[path = "chaos/broker.rs"]
 mod broker;
+#[path = "chaos/cluster.rs"]
+mod cluster;
 #[path = "chaos/dependencies.rs"]
 mod dependencies;
 #[path = "chaos/load.rs"]

@@ -229,7 +229,7 @@ impl Audit<'_> {
                     }
                 }
                 Answer::Unavailable => tally.unavailable += 1,
-                Answer::Other(_) | Answer::NoAnswer(_) => tally.other += 1,
+                Answer::Other(_) | Answer::Unanswered(_) => tally.other += 1,
             }
             let _ = writeln!(
                 csv,

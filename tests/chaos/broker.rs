@@ -1,37 +1,18 @@
 //! Scenarios where the processes or the broker fail: the worker killed with SIGKILL every few
 //! seconds, RabbitMQ restarted (cleanly and by a crash), a memory or disk alarm blocking
-//! publishers, and a 3-node cluster losing its quorum queues' leader.
+//! publishers. (A cluster losing its queue leader: `cluster`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::wait_until;
 use crate::load::{Answer, Progress, Sent};
-use crate::rabbit::{Cluster, RabbitNode};
-use crate::scenario::Scenario;
+use crate::rabbit::RabbitNode;
+use crate::scenario::{first_accept_after, last_unavailable_between, next_enrichment, Scenario};
 
 /// How long the ingest may take to answer 503 while publishers are blocked: its publish
 /// timeout (2 s in these scenarios) plus slack for a loaded 2-core machine.
 const BLOCKED_ANSWER_LIMIT: Duration = Duration::from_millis(3_500);
-
-/// The first 202 whose request started at or after `t` seconds, as seconds after `t`.
-fn first_accept_after(sent: &[Sent], t: f64) -> Option<f64> {
-    sent.iter()
-        .filter(|s| s.answer == Answer::Accepted && s.at.as_secs_f64() >= t)
-        .map(|s| s.at.as_secs_f64() + s.took.as_secs_f64() - t)
-        .reduce(f64::min)
-}
-
-/// Waits (at most `limit`) until one more conversation is enriched than now; seconds taken.
-async fn next_enrichment(s: &Scenario, limit: Duration) -> Option<f64> {
-    let before = s.enriched_now();
-    let start = std::time::Instant::now();
-    wait_until(limit, || async {
-        (s.enriched_now() > before).then_some(())
-    })
-    .await
-    .map(|_| start.elapsed().as_secs_f64())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "chaos: run by scripts/chaos"]
@@ -100,12 +81,14 @@ async fn rabbitmq_restarts_during_ingest_and_consumption_lose_no_accepted_submis
     let progress = Arc::new(Progress::default());
     let sending = s.send(s.plan(n), rate, progress.clone());
     let mut back_at = Vec::new();
+    let mut stops_at = Vec::new();
     for (at, how) in restarts {
         let wait = at - s.t();
         if wait > 0.0 {
             s.pause(Duration::from_secs_f64(wait), &progress, "").await;
         }
         let stopped_at = s.t();
+        stops_at.push(stopped_at);
         match how {
             Stop::Graceful => node.stop().await.expect("rabbitmqctl shutdown"),
             Stop::Crash => node.crash().await.expect("SIGKILL to the broker"),
@@ -137,7 +120,15 @@ async fn rabbitmq_restarts_during_ingest_and_consumption_lose_no_accepted_submis
         .stop
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sending.await.expect("the load");
-    for up in &back_at {
+    let end = sent.iter().map(|x| x.at.as_secs_f64()).fold(0.0, f64::max) + 1.0;
+    for (i, up) in back_at.iter().enumerate() {
+        let next_stop = stops_at.get(i + 1).copied().unwrap_or(end);
+        if let Some(last) = last_unavailable_between(&sent, up + 5.0, next_stop) {
+            s.problems.push(format!(
+                "the ingest still answered 503 at t={last:.0}s, {:.0} s after the broker came back at t={up:.0}s",
+                last - up
+            ));
+        }
         match first_accept_after(&sent, *up) {
             Some(secs) => s.notes.push(format!(
                 "ingest answered 202 again {secs:.1} s after the broker came back at t={up:.0}s"
@@ -335,157 +326,5 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
     let tally = s
         .finish(&node, urls, sent, &mut [&mut ingest, &mut worker])
         .await;
-    tally.report_and_assert(s.mode);
-}
-
-/// The leader of `queue` as a running node reports it.
-async fn leader_of(cluster: &Cluster, queue: &str) -> Option<String> {
-    let prefix = queue.to_string();
-    let queues = cluster
-        .any_running()
-        .queues(&prefix, &["name", "leader"])
-        .await
-        .ok()?;
-    queues
-        .iter()
-        .find(|q| q["name"].as_str() == Some(queue))
-        .and_then(|q| q["leader"].as_str().map(str::to_string))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "chaos: run by scripts/chaos"]
-async fn losing_the_queue_leader_of_a_three_node_cluster_loses_nothing() {
-    let mut s = Scenario::begin("cluster-leader", "3-node cluster, queue leader stopped", 10).await;
-    let mut cluster = Cluster::start(&s.rabbit_root(), "c", 5701)
-        .await
-        .expect("a 3-node cluster forms");
-    // The cluster is formed before the service declares anything, so quorum queues get a
-    // member on every node.
-    let urls = cluster.urls();
-    let env = s.service_env(&urls, &[]);
-    let mut ingest = s.ingest(&env);
-    ingest.start().expect("ingest starts");
-    s.wait_ingest_ready().await;
-    let mut worker = s.worker(&env);
-    worker.start().expect("worker starts");
-    let prefix = format!("{}.", s.namespace);
-    let queues = cluster.nodes[0]
-        .queues(&prefix, &["name", "type", "leader", "members"])
-        .await
-        .expect("list_queues");
-    let mut layout = Vec::new();
-    for q in &queues {
-        let name = q["name"].as_str().unwrap_or_default();
-        let members = q["members"].as_array().map_or(0, Vec::len);
-        if q["type"].as_str() == Some("quorum") && members != 3 {
-            s.problems.push(format!(
-                "quorum queue {name} has {members} members, not 3: {q}"
-            ));
-        }
-        layout.push(format!("{name}: {members} members"));
-    }
-    if queues.is_empty() {
-        s.problems
-            .push("no queue of the namespace on the cluster".into());
-    }
-    s.notes
-        .push(format!("quorum queues: {}", layout.join(", ")));
-
-    let n = s.mode.pick(600, 2000);
-    let rate = 10.0;
-    let submissions = format!("{}.submissions", s.namespace);
-    // (time, action): stop or crash the current leader, or bring a stopped node back.
-    #[derive(Debug, Clone, Copy)]
-    enum Act {
-        StopLeader,
-        CrashLeader,
-        RestartStopped,
-    }
-    let acts: Vec<(f64, Act)> = s.mode.pick(
-        vec![(12.0, Act::StopLeader)],
-        vec![
-            (20.0, Act::StopLeader),
-            (55.0, Act::RestartStopped),
-            (80.0, Act::CrashLeader),
-            (115.0, Act::RestartStopped),
-        ],
-    );
-    let progress = Arc::new(Progress::default());
-    let sending = s.send(s.plan(n), rate, progress.clone());
-    let mut stopped: Vec<usize> = Vec::new();
-    let mut losses = Vec::new();
-    for (at, act) in acts {
-        let wait = at - s.t();
-        if wait > 0.0 {
-            s.pause(Duration::from_secs_f64(wait), &progress, "").await;
-        }
-        match act {
-            Act::StopLeader | Act::CrashLeader => {
-                let leader = leader_of(&cluster, &submissions).await.expect("a leader");
-                let index = cluster
-                    .index_of(&leader)
-                    .expect("the leader is one of ours");
-                let t = s.t();
-                if matches!(act, Act::StopLeader) {
-                    cluster.nodes[index].stop().await.expect("leader stops");
-                } else {
-                    cluster.nodes[index].crash().await.expect("leader crashes");
-                }
-                stopped.push(index);
-                s.progress(&progress, &format!("{act:?}: {leader}"));
-                let new_leader = wait_until(Duration::from_secs(30), || async {
-                    leader_of(&cluster, &submissions)
-                        .await
-                        .filter(|l| *l != leader)
-                })
-                .await;
-                let resumed = next_enrichment(&s, Duration::from_secs(60)).await;
-                s.notes.push(format!(
-                    "t={t:.0}s {act:?} {leader}: new leader {}, next enrichment {} later",
-                    new_leader.as_deref().unwrap_or("none within 30 s"),
-                    resumed.map_or("never (60 s)".into(), |x| format!("{x:.1} s"))
-                ));
-                if new_leader.is_none() {
-                    s.problems
-                        .push(format!("no new leader for {submissions} within 30 s"));
-                }
-                if resumed.is_none() {
-                    s.problems.push(format!(
-                        "no enrichment within 60 s after {leader} went down at t={t:.0}s"
-                    ));
-                }
-                losses.push(t);
-            }
-            Act::RestartStopped => {
-                if let Some(index) = stopped.pop() {
-                    cluster.nodes[index].start().await.expect("node rejoins");
-                    s.progress(&progress, &format!("{} back", cluster.nodes[index].name));
-                }
-            }
-        }
-    }
-    // The load goes on 20 s after the last fault, then stops.
-    s.pause(Duration::from_secs(20), &progress, "").await;
-    progress
-        .stop
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = sending.await.expect("the load");
-    for t in losses {
-        match first_accept_after(&sent, t) {
-            Some(secs) => s.notes.push(format!(
-                "publishers carried on: first 202 {secs:.1} s after the leader went down at t={t:.0}s"
-            )),
-            None => s.problems.push(format!("no 202 after the leader went down at t={t:.0}s")),
-        }
-    }
-    s.notes.push(format!(
-        "{} submissions at {rate}/s, until 20 s after the last fault; the service is given all three AMQP URLs",
-        sent.len()
-    ));
-    let node = cluster.any_running();
-    let tally = s
-        .finish(node, urls, sent, &mut [&mut ingest, &mut worker])
-        .await;
-    drop(cluster);
     tally.report_and_assert(s.mode);
 }

@@ -137,7 +137,7 @@ async fn genesys_storms_token_revocation_and_a_failing_crm_lose_nothing_and_repe
     let pauses = worker.log_lines("consumption paused").len();
     let resumes = worker.log_lines("consumption resumed").len();
     s.notes.push(format!(
-        "{n} submissions at {rate}/s; worker.max_attempts 12, outage_threshold 5, probe every 1 s; outage mode paused consumption {pauses} times and resumed {resumes} times"
+        "{n} submissions at {rate}/s; worker.max_attempts 12, outage_threshold 5, probe every 1 s; by the end of the load, outage mode had paused consumption {pauses} times and resumed it {resumes} times"
     ));
     let urls = vec![node.url()];
     let tally = s

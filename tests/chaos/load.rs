@@ -39,7 +39,7 @@ pub enum Answer {
     /// Any other status.
     Other(u16),
     /// No HTTP answer (connection refused, client timeout).
-    NoAnswer(String),
+    Unanswered(String),
 }
 
 /// One sent submission and its answer.
@@ -90,6 +90,18 @@ pub fn seed(sim: &SimHandle, n: usize, run: &str) -> Vec<Planned> {
         .collect()
 }
 
+/// The JSON body of a planned submission (consent given, a raw browser session id).
+pub fn body(planned: &Planned) -> serde_json::Value {
+    json!({
+        "schemaVersion": 1,
+        "submissionId": planned.submission_id,
+        "conversationId": planned.conversation_id,
+        "guest": {"email": planned.email, "sessionId": format!("browser-{}", planned.submission_id)},
+        "survey": {"subject": "Billing", "priority": "high", "language": "en-US"},
+        "consent": {"given": true, "type": "explicit"}
+    })
+}
+
 /// Counters the scenario can watch while the load runs.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -133,14 +145,7 @@ pub async fn send(
         let (client, url, progress) = (client.clone(), ingest_url.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let at = started.elapsed();
-            let body = json!({
-                "schemaVersion": 1,
-                "submissionId": planned.submission_id,
-                "conversationId": planned.conversation_id,
-                "guest": {"email": planned.email, "sessionId": format!("browser-{}", planned.submission_id)},
-                "survey": {"subject": "Billing", "priority": "high", "language": "en-US"},
-                "consent": {"given": true, "type": "explicit"}
-            });
+            let body = body(&planned);
             let result = client
                 .post(format!("{url}/v1/submissions"))
                 .bearer_auth(token)
@@ -154,7 +159,7 @@ pub async fn send(
                     503 => Answer::Unavailable,
                     other => Answer::Other(other),
                 },
-                Err(error) => Answer::NoAnswer(error.to_string()),
+                Err(error) => Answer::Unanswered(error.to_string()),
             };
             match answer {
                 Answer::Accepted => progress.accepted.fetch_add(1, Ordering::Relaxed),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use prechat_sim::{SimConfig, SimHandle};
 
 use super::audit::{Audit, Tally};
-use super::load::{self, Planned, Progress, Sent};
+use super::load::{self, Answer, Planned, Progress, Sent};
 use super::mode::{chaos_dir, Mode};
 use super::rabbit::RabbitNode;
 use super::service::Service;
@@ -282,7 +282,7 @@ impl Scenario {
         let no_answer: Vec<&str> = sent
             .iter()
             .filter_map(|s| match &s.answer {
-                load::Answer::NoAnswer(e) => Some(e.as_str()),
+                load::Answer::Unanswered(e) => Some(e.as_str()),
                 _ => None,
             })
             .collect();
@@ -294,7 +294,7 @@ impl Scenario {
             ));
         }
         tally.notes.splice(0..0, self.notes.drain(..));
-        tally.problems.extend(self.problems.drain(..));
+        tally.problems.append(&mut self.problems);
         for service in services.iter_mut() {
             if service.check_alive() {
                 match service.terminate(Duration::from_secs(30)).await {
@@ -318,4 +318,32 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("an address")
         .port()
+}
+
+/// The first 202 whose request started at or after `t` seconds, as seconds after `t`.
+pub fn first_accept_after(sent: &[Sent], t: f64) -> Option<f64> {
+    sent.iter()
+        .filter(|s| s.answer == Answer::Accepted && s.at.as_secs_f64() >= t)
+        .map(|s| s.at.as_secs_f64() + s.took.as_secs_f64() - t)
+        .reduce(f64::min)
+}
+
+/// Waits (at most `limit`) until one more conversation is enriched than now; seconds taken.
+pub async fn next_enrichment(s: &Scenario, limit: Duration) -> Option<f64> {
+    let before = s.enriched_now();
+    let start = std::time::Instant::now();
+    common::wait_until(limit, || async {
+        (s.enriched_now() > before).then_some(())
+    })
+    .await
+    .map(|_| start.elapsed().as_secs_f64())
+}
+
+/// The start of the last 503 among requests started between `from` and `to` seconds.
+pub fn last_unavailable_between(sent: &[Sent], from: f64, to: f64) -> Option<f64> {
+    sent.iter()
+        .filter(|s| s.answer == Answer::Unavailable)
+        .map(|s| s.at.as_secs_f64())
+        .filter(|at| *at >= from && *at < to)
+        .reduce(f64::max)
 }

@@ -158,7 +158,9 @@ pub async fn purge(broker: &Broker, queue: &str) -> anyhow::Result<u32> {
 /// Deletes a namespace's queues and exchanges, reporting (not failing on) an error.
 pub async fn delete_namespace(broker: &Broker, topology: &Topology) {
     if let Err(error) = topology.delete(broker).await {
-        crate::say(&format!("warning: deleting the bench namespace failed: {error}"));
+        crate::say(&format!(
+            "warning: deleting the bench namespace failed: {error}"
+        ));
     }
 }
 

@@ -81,7 +81,11 @@ async fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
     prechat_enricher::startup::install_crypto_provider();
     let bench = Bench::new(&args.repo, &args.binary, args.quick)?;
-    let wanted = |phase: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|p| p == phase));
+    let wanted = |phase: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == phase))
+    };
     let started = Instant::now();
     let mut results = Results::new(&bench).await;
     say(&format!(
@@ -97,7 +101,11 @@ async fn run() -> anyhow::Result<()> {
         results.ingest = Some(phases::ingest::run(&bench).await.context("ingest phase")?);
     }
     if wanted("workers") {
-        results.workers = Some(phases::workers::run(&bench).await.context("workers phase")?);
+        results.workers = Some(
+            phases::workers::run(&bench)
+                .await
+                .context("workers phase")?,
+        );
     }
     if wanted("budget") {
         results.budget = Some(phases::budget::run(&bench).await.context("budget phase")?);
@@ -109,7 +117,11 @@ async fn run() -> anyhow::Result<()> {
         results.memory = Some(phases::memory::run(&bench).await.context("memory phase")?);
     }
     if wanted("latency") {
-        results.latency = Some(phases::latency::run(&bench).await.context("latency phase")?);
+        results.latency = Some(
+            phases::latency::run(&bench)
+                .await
+                .context("latency phase")?,
+        );
     }
     results.duration_secs = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(&args.out)
@@ -131,5 +143,8 @@ async fn run() -> anyhow::Result<()> {
 
 /// Progress on stderr, with the time of day.
 pub fn say(message: &str) {
-    eprintln!("bench {}: {message}", chrono::Local::now().format("%H:%M:%S"));
+    eprintln!(
+        "bench {}: {message}",
+        chrono::Local::now().format("%H:%M:%S")
+    );
 }

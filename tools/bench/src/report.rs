@@ -56,7 +56,10 @@ pub struct Results {
 }
 
 fn command(program: &str, args: &[&str]) -> Option<String> {
-    let output = std::process::Command::new(program).args(args).output().ok()?;
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
     output
         .status
         .success()
@@ -177,7 +180,10 @@ pub fn markdown(r: &Results) -> String {
             "## Ingest\n\nClosed loop at concurrency {}, {:.0} s measured per side, {}-byte bodies.\n",
             i.concurrency, i.measured_secs, i.body_bytes
         );
-        let _ = writeln!(out, "| path | submissions/s | p50 | p99 | max |\n|---|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| path | submissions/s | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
+        );
         let _ = writeln!(
             out,
             "| `POST /v1/submissions` → 202 (ingest process) | {:.0} | {} |",
@@ -270,7 +276,10 @@ pub fn markdown(r: &Results) -> String {
              token grants and start-up queue lookups not counted.\n",
             c.modes.first().map_or(0, |m| m.submissions)
         );
-        let _ = writeln!(out, "| mode | calls / submission | by route | expected |\n|---|---:|---|---|");
+        let _ = writeln!(
+            out,
+            "| mode | calls / submission | by route | expected |\n|---|---:|---|---|"
+        );
         for mode in &c.modes {
             let routes = mode
                 .by_route

@@ -120,7 +120,11 @@ impl Service {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} not ready after 60 s; see {}", self.role, self.log.display());
+                bail!(
+                    "{} not ready after 60 s; see {}",
+                    self.role,
+                    self.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -209,7 +209,11 @@ async fn scenario(bench: &Bench, plan: &Plan, latency_ms: u64) -> anyhow::Result
     say(&format!(
         "budget {}: minutes {:?} admitted, {} × 429, {} pauses",
         plan.name,
-        result.minutes.iter().map(|m| m.admitted).collect::<Vec<_>>(),
+        result
+            .minutes
+            .iter()
+            .map(|m| m.admitted)
+            .collect::<Vec<_>>(),
         result.rate_limited,
         result.pauses
     ));
@@ -240,7 +244,10 @@ fn summarise(plan: &Plan, final_limit: u32, samples: &[Sample], logs: &(usize, u
     };
     let minutes = (0..2)
         .map(|m| {
-            let (from, to) = (at(Duration::from_secs(60 * m)), at(Duration::from_secs(60 * (m + 1))));
+            let (from, to) = (
+                at(Duration::from_secs(60 * m)),
+                at(Duration::from_secs(60 * (m + 1))),
+            );
             let rate_limited = to.rate_limited - from.rate_limited;
             let admitted = (to.total - from.total) - rate_limited;
             let limit = if m == 0 { plan.sandbox } else { final_limit };

@@ -130,7 +130,11 @@ impl Rig {
             amqp::publish_one(&channel, &self.topology.ingest_exchange(), body, id).await?;
         }
         let _ = channel.close(200, "published".into()).await;
-        if !self.tap.wait_for(bodies.len(), Duration::from_secs(60)).await {
+        if !self
+            .tap
+            .wait_for(bodies.len(), Duration::from_secs(60))
+            .await
+        {
             bail!(
                 "{} of {} enriched; see {}",
                 self.tap.count(),
@@ -159,7 +163,10 @@ async fn with_conversation_id(bench: &Bench, n: usize) -> anyhow::Result<(Mode, 
     let bodies: Vec<_> = (0..n)
         .map(|i| {
             let conversation = sim.seed_conversation(SeedConversation::default()).id;
-            (submission_body(i, &rig.id(i), Some(&conversation)), rig.id(i))
+            (
+                submission_body(i, &rig.id(i), Some(&conversation)),
+                rig.id(i),
+            )
         })
         .collect();
     let before = sim.stats();
@@ -217,7 +224,10 @@ async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
     let bodies: Vec<_> = (0..n)
         .map(|i| {
             let conversation = sim.seed_conversation(SeedConversation::default()).id;
-            (submission_body(i, &rig.id(i), Some(&conversation)), rig.id(i))
+            (
+                submission_body(i, &rig.id(i), Some(&conversation)),
+                rig.id(i),
+            )
         })
         .collect();
     let before = sim.stats();
@@ -262,13 +272,20 @@ async fn transfer(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
     let bodies: Vec<_> = (0..n)
         .map(|i| {
             let conversation = sim.seed_conversation(SeedConversation::default()).id;
-            (submission_body(i, &rig.id(i), Some(&conversation)), rig.id(i))
+            (
+                submission_body(i, &rig.id(i), Some(&conversation)),
+                rig.id(i),
+            )
         })
         .collect();
     let before = sim.stats();
     rig.publish_and_wait(&bodies).await?;
     let after = sim.stats();
-    let transferred = sim.conversations().iter().filter(|c| c.transfers > 0).count();
+    let transferred = sim
+        .conversations()
+        .iter()
+        .filter(|c| c.transfers > 0)
+        .count();
     rig.finish().await?;
     anyhow::ensure!(
         transferred == n,

@@ -116,7 +116,10 @@ pub async fn run(bench: &Bench) -> anyhow::Result<IngestResult> {
                     .await?;
                 match response.status().as_u16() {
                     202 => Ok(()),
-                    status => bail!("HTTP {status}: {}", response.text().await.unwrap_or_default()),
+                    status => bail!(
+                        "HTTP {status}: {}",
+                        response.text().await.unwrap_or_default()
+                    ),
                 }
             }
         })

@@ -86,7 +86,9 @@ async fn watched_worker(
         let pool: Vec<String> = (0..CONVERSATIONS_IN_POOL)
             .map(|_| sim.seed_conversation(SeedConversation::default()).id)
             .collect();
-        say(&format!("memory {label}: publishing {backlog} submissions (pipelined confirms)"));
+        say(&format!(
+            "memory {label}: publishing {backlog} submissions (pipelined confirms)"
+        ));
         let prefix = format!("bench-{}-m{label}", bench.run_id);
         let publish_broker = bench.broker("prechat-bench memory publish");
         published = amqp::publish_pipelined(
@@ -110,7 +112,10 @@ async fn watched_worker(
             backlog as f64 / published.as_secs_f64()
         ));
     }
-    say(&format!("memory {label}: watching a worker for {}s", period.as_secs()));
+    say(&format!(
+        "memory {label}: watching a worker for {}s",
+        period.as_secs()
+    ));
     let service = Service::start(bench, "worker", env, &format!("memory-{label}")).await?;
     let memory = watch(&service, period).await?;
     service.stop().await?;
