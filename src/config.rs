@@ -68,7 +68,8 @@ pub struct AmqpSettings {
     /// Retention of dead letters in hours (0 = forever).
     pub dead_letter_ttl_hours: u64,
     /// RabbitMQ management HTTP API, for queue depth with unacked counts (empty = AMQP only,
-    /// ready counts). Its credentials are those of the first AMQP URL.
+    /// ready counts; `auto` = the host of the first AMQP URL on port 15672, or 15671 over
+    /// https for `amqps://`). Its credentials are those of the first AMQP URL.
     pub management_url: String,
 }
 
@@ -356,8 +357,8 @@ impl Settings {
                 "must be positive and strictly ascending",
             );
         }
-        if !self.amqp.management_url.is_empty() {
-            match reqwest::Url::parse(&self.amqp.management_url) {
+        if let Some(management_url) = self.management_url() {
+            match reqwest::Url::parse(&management_url) {
                 Ok(url) if !matches!(url.scheme(), "http" | "https") => {
                     return bad("amqp.management_url", "must start with http:// or https://")
                 }
@@ -456,6 +457,28 @@ impl Settings {
         base_or(&self.genesys.login_url, || {
             format!("https://login.{}", self.genesys.domain)
         })
+    }
+
+    /// The management API's URL, `auto` resolved; `None` when disabled (empty).
+    pub fn management_url(&self) -> Option<String> {
+        match self.amqp.management_url.trim() {
+            "" => None,
+            "auto" => {
+                let first = reqwest::Url::parse(self.amqp.url.first()?.expose_secret()).ok()?;
+                let host = first.host_str()?;
+                let (scheme, port) = match first.scheme() {
+                    "amqps" => ("https", 15671),
+                    _ => ("http", 15672),
+                };
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.to_string()
+                };
+                Some(format!("{scheme}://{host}:{port}"))
+            }
+            url => Some(url.to_string()),
+        }
     }
 
     /// The default phone region, parsed.

@@ -111,3 +111,30 @@ fn genesys_urls_derive_from_the_domain_unless_overridden() {
     assert_eq!(settings.genesys_api_url(), "https://api.mypurecloud.ie");
     assert_eq!(settings.genesys_login_url(), "https://login.mypurecloud.ie");
 }
+
+#[test]
+fn the_management_url_follows_the_first_amqp_url_unless_given_or_empty() {
+    let url = |vars: &[(&str, &str)]| load(vars).unwrap().management_url();
+    assert_eq!(url(&[]).as_deref(), Some("http://127.0.0.1:15672"));
+    assert_eq!(
+        url(&[(
+            "PRECHAT__AMQP__URL",
+            "amqp://u:p@rabbit-0:5672/%2f,amqp://rabbit-1"
+        )])
+        .as_deref(),
+        Some("http://rabbit-0:15672")
+    );
+    assert_eq!(
+        url(&[("PRECHAT__AMQP__URL", "amqps://u:p@mq.example.com:5671/prod")]).as_deref(),
+        Some("https://mq.example.com:15671")
+    );
+    assert_eq!(
+        url(&[("PRECHAT__AMQP__URL", "amqp://[::1]:5672")]).as_deref(),
+        Some("http://[::1]:15672")
+    );
+    assert_eq!(
+        url(&[("PRECHAT__AMQP__MANAGEMENT_URL", "http://mgmt:8080")]).as_deref(),
+        Some("http://mgmt:8080")
+    );
+    assert_eq!(url(&[("PRECHAT__AMQP__MANAGEMENT_URL", "")]), None);
+}

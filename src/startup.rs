@@ -23,11 +23,12 @@ use crate::ingest::{router, IngestState};
 use crate::merge::{QueueTarget, RouteTable};
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
-use crate::queue::connection::{reconnect_delays, wait_to_reconnect};
+use crate::queue::connection::Reconnect;
 use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
 use crate::queue::{Broker, Publisher, Topology};
 use crate::resolver::{Resolver, ResolverSettings};
+use crate::worker::contact::ContactLocks;
 use crate::worker::decision::RetryPolicy;
 use crate::worker::outage::OutageGuard;
 use crate::worker::process::Processor;
@@ -328,6 +329,7 @@ impl Application {
                     routing_mode: c.settings.routing.mode,
                     external_contacts: c.settings.genesys.external_contacts.enabled,
                     on_crm_unavailable: c.settings.crm.on_unavailable,
+                    contact_locks: ContactLocks::default(),
                 },
                 publisher: c.publisher.clone(),
                 events: EventPublisher::new(c.publisher.clone(), &c.topology),
@@ -400,11 +402,11 @@ impl Application {
 
 /// The queue depth poller of `[metrics]`, through the management API unless it is disabled.
 fn depth_poller(c: &Components) -> anyhow::Result<DepthPoller> {
-    let management = match c.settings.amqp.management_url.as_str() {
-        "" => None,
-        url => Some(
+    let management = match c.settings.management_url() {
+        None => None,
+        Some(url) => Some(
             ManagementApi::new(
-                url,
+                &url,
                 &c.settings.amqp.url[0],
                 c.settings.tls.ca_pem()?.as_deref(),
             )
@@ -426,7 +428,7 @@ async fn declare_until_done(
     broker: &Broker,
     shutdown: &CancellationToken,
 ) -> bool {
-    let mut delays = reconnect_delays();
+    let mut reconnect = Reconnect::default();
     loop {
         match topology.declare(broker).await {
             Ok(()) => {
@@ -434,7 +436,10 @@ async fn declare_until_done(
                 return true;
             }
             Err(error) => {
-                if !wait_to_reconnect(&mut delays, shutdown, "topology declaration", &error).await {
+                if !reconnect
+                    .wait(shutdown, "topology declaration", &error)
+                    .await
+                {
                     return false;
                 }
             }

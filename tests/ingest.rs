@@ -186,3 +186,84 @@ async fn without_a_broker_the_ingest_answers_503_and_accepts_nothing() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_broker_nacks_is_an_error_and_the_publisher_goes_on() {
+    use lapin::options::{
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::{BasicProperties, ExchangeKind};
+    use prechat_enricher::queue::{Broker, PublishError, Publisher};
+
+    let name = unique_namespace("nack");
+    let broker = Broker::new(&[amqp_url().into()], "nack test");
+    let channel = broker.channel().await.unwrap();
+    let exchange_options = ExchangeDeclareOptions::default();
+    channel
+        .exchange_declare(
+            name.as_str().into(),
+            ExchangeKind::Direct,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // A queue that can hold nothing and refuses what comes: the broker nacks every publish.
+    let mut full = FieldTable::default();
+    full.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    full.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let queue = format!("{name}.q");
+    let declare = |args: FieldTable| {
+        let channel = channel.clone();
+        let queue = queue.clone();
+        let name = name.clone();
+        async move {
+            channel
+                .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+                .await
+                .unwrap();
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    name.as_str().into(),
+                    "k".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    declare(full).await;
+    let publisher = Publisher::new(broker.clone(), Duration::from_secs(3));
+    let refused = publisher
+        .publish(&name, "k", b"{}", BasicProperties::default())
+        .await;
+    assert!(matches!(refused, Err(PublishError::Nacked)), "{refused:?}");
+
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    declare(FieldTable::default()).await;
+    for _ in 0..8 {
+        publisher
+            .publish(&name, "k", b"{}", BasicProperties::default())
+            .await
+            .expect("confirmed once the queue takes messages");
+    }
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    channel
+        .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    broker.close().await;
+}

@@ -58,6 +58,16 @@ impl ApiError {
         )
     }
 
+    /// No confirm within the publish timeout: the broker may still take the message, so
+    /// the client must retry with the same `submissionId` (processing it twice is harmless).
+    pub fn broker_timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            "the broker did not confirm the submission in time; retry with the same submissionId",
+        )
+    }
+
     /// The status of this error.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -136,7 +136,10 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
                 }
                 _ => tracing::warn!(%error, "submission not accepted: broker unavailable"),
             }
-            Err(ApiError::broker_unavailable())
+            Err(match error {
+                PublishError::Timeout(_) => ApiError::broker_timeout(),
+                _ => ApiError::broker_unavailable(),
+            })
         }
     }
 }

@@ -9,11 +9,12 @@
 //! deadpool's generic managed pool with the manager below, which tries each node in turn
 //! and passes the CA to lapin.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use lapin::tcp::OwnedTLSConfig;
-use lapin::{Channel, ConnectionProperties};
+use lapin::{Channel, ConnectionProperties, ConnectionStatus};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Tries each node of the cluster in order and keeps the first connection that opens.
@@ -21,6 +22,8 @@ pub struct FailoverManager {
     nodes: Vec<SecretString>,
     connection_name: String,
     ca_pem: Option<String>,
+    /// The status of the connection opened last, readable without waiting on the pool.
+    current: Arc<Mutex<Option<ConnectionStatus>>>,
 }
 
 impl managed::Manager for FailoverManager {
@@ -48,6 +51,7 @@ impl managed::Manager for FailoverManager {
             {
                 Ok(connection) => {
                     tracing::info!(amqp.node = %label, "connected to RabbitMQ");
+                    *self.current.lock().expect("status lock") = Some(connection.status().clone());
                     return Ok(connection);
                 }
                 Err(error) => {
@@ -76,6 +80,7 @@ impl managed::Manager for FailoverManager {
 #[derive(Clone)]
 pub struct Broker {
     pool: managed::Pool<FailoverManager>,
+    current: Arc<Mutex<Option<ConnectionStatus>>>,
 }
 
 /// The broker could not be reached or refused the operation.
@@ -97,10 +102,12 @@ impl Broker {
 
     /// Like [`new`](Self::new), trusting `ca_pem` (PEM) too for `amqps://`.
     pub fn with_ca(urls: &[SecretString], connection_name: &str, ca_pem: Option<String>) -> Self {
+        let current = Arc::new(Mutex::new(None));
         let manager = FailoverManager {
             nodes: urls.to_vec(),
             connection_name: connection_name.to_string(),
             ca_pem,
+            current: Arc::clone(&current),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(1)
@@ -109,7 +116,18 @@ impl Broker {
             .wait_timeout(Some(Duration::from_secs(10)))
             .build()
             .expect("a pool with a runtime and timeouts builds");
-        Self { pool }
+        Self { pool, current }
+    }
+
+    /// Whether the broker has blocked the connection (a memory or disk alarm): publishes
+    /// would be buffered and not confirmed until the alarm clears. RabbitMQ blocks a
+    /// connection at its first publish after the alarm, so that one publish still waits.
+    pub fn blocked(&self) -> bool {
+        self.current
+            .lock()
+            .expect("status lock")
+            .as_ref()
+            .is_some_and(|status| status.connected() && status.blocked())
     }
 
     /// Opens a new channel on the (re)connected connection.
@@ -132,29 +150,50 @@ impl Broker {
 }
 
 /// Delays between attempts to reach the broker again: exponential from 200 ms to 15 s,
-/// jittered, endless.
-pub fn reconnect_delays() -> impl Iterator<Item = Duration> + Send {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(15))
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// jittered, endless; [`reset`](Self::reset) once a connection worked, so the next outage
+/// starts from short delays again.
+pub struct Reconnect {
+    delays: backon::ExponentialBackoff,
 }
 
-/// Logs why `what` lost the broker and sleeps the next delay; false when shutdown came first.
-pub async fn wait_to_reconnect(
-    delays: &mut (impl Iterator<Item = Duration> + Send),
-    shutdown: &tokio_util::sync::CancellationToken,
-    what: &str,
-    error: &(dyn std::fmt::Display + Sync),
-) -> bool {
-    let delay = delays.next().unwrap_or(Duration::from_secs(15));
-    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} lost RabbitMQ; trying again");
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            delays: Self::schedule(),
+        }
+    }
+}
+
+impl Reconnect {
+    fn schedule() -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(15))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// Starts the delays over (after a successful connection).
+    pub fn reset(&mut self) {
+        self.delays = Self::schedule();
+    }
+
+    /// Logs why `what` lost the broker and sleeps the next delay; false when shutdown
+    /// came first.
+    pub async fn wait(
+        &mut self,
+        shutdown: &tokio_util::sync::CancellationToken,
+        what: &str,
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> bool {
+        let delay = self.delays.next().unwrap_or(Duration::from_secs(15));
+        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} lost RabbitMQ; trying again");
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
     }
 }
 

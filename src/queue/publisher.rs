@@ -36,11 +36,21 @@ pub enum PublishError {
     /// No confirm in time (e.g. publishers blocked by a memory or disk alarm).
     #[error("no confirm from the broker within {0:?}")]
     Timeout(Duration),
+    /// The broker blocks publishing (a memory or disk alarm); nothing was sent.
+    #[error("the broker blocks publishing (memory or disk alarm)")]
+    Blocked,
 }
 
 /// Creates confirm-mode channels on the publishing connection.
 pub struct ConfirmChannels {
     broker: Broker,
+}
+
+impl ConfirmChannels {
+    /// Whether the broker blocks the publishing connection.
+    fn blocked(&self) -> bool {
+        self.broker.blocked()
+    }
 }
 
 impl managed::Manager for ConfirmChannels {
@@ -118,6 +128,9 @@ impl Publisher {
         properties: BasicProperties,
         mandatory: bool,
     ) -> Result<(), PublishError> {
+        if self.channels.manager().blocked() {
+            return Err(PublishError::Blocked);
+        }
         let timeout = self.timeout;
         let publish = self.publish_confirmed(exchange, routing_key, body, properties, mandatory);
         match tokio::time::timeout(timeout, publish).await {
@@ -139,51 +152,97 @@ impl Publisher {
         properties: BasicProperties,
         mandatory: bool,
     ) -> Result<(), PublishError> {
+        // A pooled channel can be stale after a broker restart, and after a quorum queue's
+        // leader moved a channel can go on getting nacks; either way the second try runs on
+        // a fresh channel. A retry after a nack may duplicate the message, which consumers
+        // tolerate (at-least-once); answering 503 would make the client resend it anyway.
+        let mut attempts_left = 2;
+        loop {
+            attempts_left -= 1;
+            match self
+                .try_publish(exchange, routing_key, body, properties.clone(), mandatory)
+                .await
+            {
+                Err(error @ (PublishError::Nacked | PublishError::Unavailable(_)))
+                    if attempts_left > 0 =>
+                {
+                    tracing::warn!(%error, "publish failed; retrying on a fresh channel");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One publish on one pooled channel. A channel that failed is taken out of the pool;
+    /// after a nack every idle channel is, since they share the state that produced it.
+    async fn try_publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+        mandatory: bool,
+    ) -> Result<(), PublishError> {
         let options = BasicPublishOptions {
             mandatory,
             ..Default::default()
         };
-        // A pooled channel can be stale after a broker restart; the second try gets a fresh one.
-        let mut attempts_left = 2;
-        let confirm = loop {
-            attempts_left -= 1;
-            let channel = self
-                .channels
-                .get()
-                .await
-                .map_err(|e| PublishError::Unavailable(e.to_string()))?;
-            match channel
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    options,
-                    body,
-                    properties.clone(),
-                )
-                .await
-            {
-                Ok(confirm) => break confirm,
-                Err(error) => {
-                    let _ = managed::Object::take(channel);
-                    if attempts_left == 0 {
-                        return Err(PublishError::Unavailable(error.to_string()));
-                    }
-                }
+        let channel = self
+            .channels
+            .get()
+            .await
+            .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        let confirm = match channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                body,
+                properties,
+            )
+            .await
+        {
+            Ok(confirm) => confirm,
+            Err(error) => {
+                let _ = managed::Object::take(channel);
+                return Err(PublishError::Unavailable(error.to_string()));
             }
         };
-        match confirm
-            .await
-            .map_err(|e| PublishError::Unavailable(e.to_string()))?
-        {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::NotRequested => Err(PublishError::Unavailable(
-                "channel not in confirm mode".into(),
-            )),
-            Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable {
-                exchange: exchange.to_string(),
-                routing_key: routing_key.to_string(),
-            }),
-            Confirmation::Nack(_) => Err(PublishError::Nacked),
+        // The channel goes back to the pool now so confirms pipeline on it; a handle stays
+        // here to close it should its confirm be a nack or an error.
+        let handle = Channel::clone(&channel);
+        drop(channel);
+        let outcome = match confirm.await {
+            Ok(Confirmation::Ack(None)) => return Ok(()),
+            Ok(Confirmation::Ack(Some(_))) => {
+                return Err(PublishError::Unroutable {
+                    exchange: exchange.to_string(),
+                    routing_key: routing_key.to_string(),
+                })
+            }
+            Ok(Confirmation::NotRequested) => {
+                PublishError::Unavailable("channel not in confirm mode".into())
+            }
+            Ok(Confirmation::Nack(_)) => PublishError::Nacked,
+            Err(error) => PublishError::Unavailable(error.to_string()),
+        };
+        self.discard(&handle).await;
+        Err(outcome)
+    }
+
+    /// Closes `channel` (the pool's recycle check then drops it) and drops every idle
+    /// channel of the pool, which lapin closes.
+    async fn discard(&self, channel: &Channel) {
+        let removed = self.channels.retain(|_, _| false).removed.len();
+        tracing::info!(
+            channel.id = channel.id(),
+            idle_channels_dropped = removed,
+            "confirm channel discarded"
+        );
+        if channel.status().connected() {
+            let _ = channel
+                .close(200, "discarded by the publisher".into())
+                .await;
         }
     }
 }

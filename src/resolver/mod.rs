@@ -26,7 +26,7 @@ use crate::genesys::search::SearchRow;
 use crate::genesys::GenesysClient;
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
-use crate::queue::connection::{reconnect_delays, wait_to_reconnect};
+use crate::queue::connection::Reconnect;
 use crate::queue::events::{Event, EventPublisher, Outcome};
 use crate::queue::headers::json_properties;
 use crate::queue::topology::SUBMISSION_KEY;
@@ -84,12 +84,12 @@ impl Resolver {
     /// Holds and resolves waiting submissions until `shutdown`; reconnects when the broker
     /// goes away. On shutdown every held submission returns to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut delays = reconnect_delays();
+        let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self.hold(&shutdown).await {
+            match self.hold(&shutdown, &mut reconnect).await {
                 Ok(()) => break,
                 Err(error) => {
-                    if !wait_to_reconnect(&mut delays, &shutdown, "resolver", &error).await {
+                    if !reconnect.wait(&shutdown, "resolver", &error).await {
                         break;
                     }
                 }
@@ -97,7 +97,11 @@ impl Resolver {
         }
     }
 
-    async fn hold(&self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+    async fn hold(
+        &self,
+        shutdown: &CancellationToken,
+        reconnect: &mut Reconnect,
+    ) -> Result<(), BrokerError> {
         let queue = self.topology.awaiting_queue();
         let channel = self.broker.channel().await?;
         channel
@@ -111,6 +115,7 @@ impl Resolver {
                 FieldTable::default(),
             )
             .await?;
+        reconnect.reset();
         let mut waiting: HashMap<String, Waiting> = HashMap::new();
         let mut polls = tokio::time::interval(self.settings.poll_interval);
         polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::crm::CustomerDirectory;
-use crate::queue::connection::{reconnect_delays, wait_to_reconnect};
+use crate::queue::connection::Reconnect;
 use crate::queue::{Broker, BrokerError};
 pub use handle::WorkerContext;
 
@@ -52,13 +52,13 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
     /// messages, lets the ones in hand finish within the shutdown timeout, and leaves the
     /// rest to return to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut delays = reconnect_delays();
+        let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
+            match self.consume(&shutdown, &mut reconnect).await {
                 Ok(Stopped::Shutdown) => break,
                 Ok(Stopped::Outage) => self.probe_until_healthy(&shutdown).await,
                 Err(error) => {
-                    if !wait_to_reconnect(&mut delays, &shutdown, "worker", &error).await {
+                    if !reconnect.wait(&shutdown, "worker", &error).await {
                         break;
                     }
                 }
@@ -86,7 +86,11 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
         }
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> Result<Stopped, BrokerError> {
+    async fn consume(
+        &self,
+        shutdown: &CancellationToken,
+        reconnect: &mut Reconnect,
+    ) -> Result<Stopped, BrokerError> {
         let queue = self.context.topology.submissions_queue();
         let channel = self.broker.channel().await?;
         channel
@@ -101,6 +105,7 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
                 FieldTable::default(),
             )
             .await?;
+        reconnect.reset();
         tracing::info!(queue = %queue, concurrency = self.concurrency, "worker consuming");
         let mut outage = self.context.outage.subscribe();
         let mut in_hand = JoinSet::new();

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::contact::upsert_contact;
+use super::contact::{upsert_contact, ContactLocks};
 use super::decision::{Done, Failure};
 use crate::config::{OnUnavailable, RoutingMode};
 use crate::crm::{CrmOutcome, CustomerDirectory};
 use crate::genesys::model::MessageParticipant;
 use crate::genesys::{GenesysClient, GenesysError};
-use crate::merge::{merge, Enrichment, RouteTable};
+use crate::merge::{merge, Enrichment, QueueTarget, RouteTable};
 use crate::submission::Submission;
 
 /// A conversation id no conversation has, for probing.
@@ -39,6 +39,8 @@ pub struct Processor<C> {
     pub external_contacts: bool,
     /// Degrade or retry when the CRM is down.
     pub on_crm_unavailable: OnUnavailable,
+    /// Serialises External Contact upserts per identifier.
+    pub contact_locks: ContactLocks,
 }
 
 impl<C: CustomerDirectory> Processor<C> {
@@ -62,15 +64,29 @@ impl<C: CustomerDirectory> Processor<C> {
                 reason: "the conversation has no customer participant".into(),
             });
         };
-        let enrichment = merge(submission, &crm, &self.routes, Utc::now());
+        let mut enrichment = merge(submission, &crm, &self.routes, Utc::now());
+        if self.routing_mode == RoutingMode::Transfer {
+            if let Some(earlier) = earlier_transfer(customer) {
+                // A conversation is transferred once: a redelivery whose answer changed
+                // (say the CRM was down the first time) does not move the customer again,
+                // and the attributes keep naming the queue the customer is really in.
+                enrichment.target_queue = Some(earlier);
+            }
+        }
         let patched = self
             .write_attributes(conversation_id, customer, &enrichment)
             .await?;
         if self.external_contacts && submission.has_consent() && customer.external_contact.is_none()
         {
-            upsert_contact(&self.genesys, conversation_id, &customer.id, &enrichment)
-                .await
-                .map_err(gone_or_genesys)?;
+            upsert_contact(
+                &self.genesys,
+                &self.contact_locks,
+                conversation_id,
+                &customer.id,
+                &enrichment,
+            )
+            .await
+            .map_err(gone_or_genesys)?;
         }
         if self.routing_mode == RoutingMode::Transfer {
             self.transfer(conversation_id, customer, &enrichment)
@@ -144,6 +160,21 @@ impl<C: CustomerDirectory> Processor<C> {
         tracing::info!(conversation.id = conversation_id, queue.id = %target.id, queue.name = %target.name, "transferred to the tier's queue");
         Ok(())
     }
+}
+
+/// The queue an earlier run transferred the customer to: the participant sits in the queue
+/// its `targetQueueId` attribute names.
+fn earlier_transfer(customer: &MessageParticipant) -> Option<QueueTarget> {
+    let id = customer.attributes.get("targetQueueId")?;
+    let queue = customer.queue.as_ref()?;
+    (!id.is_empty() && queue.id.eq_ignore_ascii_case(id)).then(|| QueueTarget {
+        id: queue.id.clone(),
+        name: customer
+            .attributes
+            .get("targetQueueName")
+            .cloned()
+            .unwrap_or_default(),
+    })
 }
 
 /// A 404 on a write means the conversation or participant went away since the `GET`.

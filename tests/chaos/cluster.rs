@@ -231,18 +231,23 @@ async fn losing_the_queue_leader_of_a_three_node_cluster_loses_nothing() {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut sent = sending.await.expect("the load");
     let end = sent.iter().map(|x| x.at.as_secs_f64()).fold(0.0, f64::max);
-    for t in losses {
+    for (i, &t) in losses.iter().enumerate() {
+        // A 503 belongs to the latest loss before it: the window ends at the next one.
+        let window_end = losses.get(i + 1).copied().unwrap_or(end + 1.0);
+        let refused = sent
+            .iter()
+            .filter(|x| {
+                let at = x.at.as_secs_f64();
+                x.answer == Answer::Unavailable && at >= t && at < window_end
+            })
+            .count();
         match first_accept_after(&sent, t) {
             Some(secs) => s.notes.push(format!(
-                "publishers carried on: first 202 {secs:.1} s after the leader went down at t={t:.0}s"
+                "publishers carried on: first 202 {secs:.1} s after the leader went down at t={t:.0}s; {refused} × 503 until the next fault"
             )),
             None => s.problems.push(format!("no 202 after the leader went down at t={t:.0}s")),
         }
-        if let Some(last) = last_unavailable_between(&sent, t + RECOVERY_LIMIT_SECS, end + 1.0) {
-            let refused = sent
-                .iter()
-                .filter(|x| x.answer == Answer::Unavailable && x.at.as_secs_f64() >= t)
-                .count();
+        if let Some(last) = last_unavailable_between(&sent, t + RECOVERY_LIMIT_SECS, window_end) {
             s.problems.push(format!(
                 "the ingest still answered 503 {:.0} s after the leader went down at t={t:.0}s ({refused} × 503 since, last at t={last:.0}s) while two nodes and a new leader were up",
                 last - t
