@@ -90,8 +90,10 @@ impl Budget {
             }
             let limiter = self.limiter.read().expect("budget lock").1.clone();
             limiter.until_ready().await;
-            // A 429 seen by another caller while this one waited pauses it too.
-            if self.pause_deadline().is_none() {
+            // A 429 seen by another caller while this one waited pauses it too, and a rate
+            // changed meanwhile (a tighter server limit) applies to it too.
+            let replaced = !Arc::ptr_eq(&limiter, &self.limiter.read().expect("budget lock").1);
+            if self.pause_deadline().is_none() && !replaced {
                 break;
             }
         }
@@ -150,6 +152,36 @@ mod tests {
             budget.current_per_minute(),
             300,
             "never above the configured budget"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_already_waiting_keep_to_a_rate_lowered_meanwhile() {
+        let budget = Arc::new(Budget::new(6000, Arc::new(Metrics::new())));
+        budget.acquire().await;
+        let start = std::time::Instant::now();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move { budget.acquire().await })
+            })
+            .collect();
+        // Every waiter is inside the old limiter by now (the first gets through at 10 ms).
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        // 6000/min (10 ms apart) becomes 600/min (100 ms apart).
+        budget.observe(ServerBudget {
+            allowed: Some(600),
+            ..Default::default()
+        });
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        // At the old rate the five would be through in about 50 ms; at the new one the
+        // first goes at once and each of the others 100 ms later.
+        assert!(
+            start.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            start.elapsed()
         );
     }
 
