@@ -66,7 +66,7 @@ pub fn test_env(
         ("PRECHAT__RESOLVER__POLL_INTERVAL_MS", "500".into()),
         ("PRECHAT__CRM__BASE_URL", base.clone()),
         ("PRECHAT__CRM__API_KEY", "sandbox-crm-key".into()),
-        ("PRECHAT__CRM__TIMEOUT_MS", "2000".into()),
+        ("PRECHAT__CRM__TIMEOUT_MS", "10000".into()),
         ("PRECHAT__GENESYS__API_URL", base.clone()),
         ("PRECHAT__GENESYS__LOGIN_URL", base),
         ("PRECHAT__GENESYS__CLIENT_ID", "sandbox-client".into()),

@@ -1,0 +1,94 @@
+//! The resolver: submissions without a conversation id, matched to their conversations as
+//! they appear (or expired), and, of two resolvers, only one scanning.
+
+use std::time::{Duration, Instant};
+
+use prechat_enricher::queue::headers::{self, HeaderExt};
+use prechat_enricher::startup::Roles;
+use prechat_sim::SimConfig;
+use serde_json::json;
+
+use crate::common::*;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_submissions_without_conversation_ids_are_matched_as_their_conversations_appear(
+) {
+    let sim = SimConfig {
+        index_delay_ms: 300,
+        ..fast_sim()
+    };
+    let app = spawn_app_with("resolver", sim, &[("PRECHAT__WORKER__DEADLINE_SECS", "12")]).await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..205 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"submissionId": id, "guest": {"email": format!("later{i}@example.com")}, "survey": {"subject": "Later"}});
+        assert_eq!(app.post(&body).await.status(), 202);
+        ids.push(id);
+    }
+    let (matched, unmatched) = ids.split_at(200);
+    let mut conversations = Vec::new();
+    for chunk in matched.chunks(25) {
+        for id in chunk {
+            conversations.push((app.sim.seed_conversation(correlated(id)).id, id.clone()));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (conversation_id, submission_id) in &conversations {
+        let attributes = wait_enriched(&app, conversation_id, Duration::from_secs(30)).await;
+        assert_eq!(&attributes["prechatSubmissionId"], submission_id);
+        assert_eq!(attributes["preChatSubject"], "Later");
+    }
+    let expired = wait_until(Duration::from_secs(30), || async {
+        let dead = app.dead_letters().await;
+        (dead.len() == unmatched.len()).then_some(dead)
+    })
+    .await
+    .expect("the unmatched submissions expire");
+    for (headers, body) in &expired {
+        assert_eq!(
+            headers.text(headers::ERROR_CLASS).as_deref(),
+            Some("expired")
+        );
+        assert!(headers
+            .text(headers::ERROR_MESSAGE)
+            .is_some_and(|m| m.contains("prechatSubmissionId")));
+        assert!(unmatched.contains(&body["submissionId"].as_str().unwrap().to_string()));
+    }
+    let searches = app.sim.stats().calls_of("attributes_search");
+    let polls = started.elapsed().as_millis() as u64 / 500 + 2;
+    assert!(
+        searches <= polls * 5,
+        "{searches} searches for {polls} polls: the calls follow the polls"
+    );
+    assert!(searches < 205, "{searches} searches for 205 submissions");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_resolvers_only_one_scans() {
+    let first = spawn_app("two-resolvers").await;
+    let second = start(first.sim.clone(), first.settings.clone(), Roles::WORKER).await;
+    let mut conversations = Vec::new();
+    for i in 0..20 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"submissionId": id, "guest": {"email": format!("two{i}@example.com")}});
+        assert_eq!(first.post(&body).await.status(), 202);
+        conversations.push(first.sim.seed_conversation(correlated(&id)).id);
+    }
+    for id in &conversations {
+        wait_enriched(&first, id, Duration::from_secs(30)).await;
+    }
+    let scans = [
+        genesys_calls(&first.metrics.render(), "attributes_search"),
+        genesys_calls(&second.metrics.render(), "attributes_search"),
+    ];
+    assert!(
+        scans.iter().filter(|n| **n > 0).count() == 1,
+        "exactly one resolver scanned: {scans:?}"
+    );
+    let mut second = second;
+    second.stop().await;
+    first.cleanup().await;
+}
