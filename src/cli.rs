@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::crm::CustomerDirectory;
 use crate::dlq::{DlqCommand, UsageError};
+use crate::shutdown::on_signal;
 use crate::startup::{Application, Components, Roles};
 
 /// Enriches Genesys Cloud Web Messaging conversations with pre-chat survey and CRM data.
@@ -53,7 +54,11 @@ pub enum TopologyAction {
 }
 
 /// Runs a parsed command; the process exit code.
-pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<i32> {
+///
+/// Only the service commands catch SIGTERM and Ctrl-C (to finish the messages in hand); any
+/// other command keeps the default and stops at once, which loses nothing: a `dlq` command
+/// holds its messages unacked, so the broker returns them when the connection drops.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let settings = Settings::load()?;
     if matches!(cli.command, Command::Dlq { .. }) && std::env::var_os("RUST_LOG").is_none() {
         // An operator's command: its output is the answer; only warnings go to stderr.
@@ -64,9 +69,9 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<i32> {
         crate::telemetry::init(&settings.log);
     }
     match cli.command {
-        Command::Serve => serve(settings, Roles::ALL, shutdown).await,
-        Command::Ingest => serve(settings, Roles::INGEST, shutdown).await,
-        Command::Worker => serve(settings, Roles::WORKER, shutdown).await,
+        Command::Serve => serve(settings, Roles::ALL, on_signal()).await,
+        Command::Ingest => serve(settings, Roles::INGEST, on_signal()).await,
+        Command::Worker => serve(settings, Roles::WORKER, on_signal()).await,
         Command::Topology {
             action: TopologyAction::Declare,
         } => {

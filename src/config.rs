@@ -24,6 +24,14 @@ const ALIASES: [(&str, &str); 4] = [
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 3] = ["ingest.auth_tokens", "amqp.url", "amqp.retry_delays_secs"];
 
+/// The list key an environment variable sets (`PRECHAT__AMQP__URL` → `amqp.url`), if any.
+fn list_key(var: &str) -> Option<&'static str> {
+    LIST_KEYS.into_iter().find(|key| {
+        let name = format!("PRECHAT__{}", key.replace('.', "__"));
+        var.eq_ignore_ascii_case(&name)
+    })
+}
+
 /// Every setting of the service.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -294,17 +302,18 @@ impl Settings {
             .iter()
             .filter_map(|(old, new)| env.get(*old).map(|v| (new.to_string(), v.clone())))
             .collect();
+        // Values stay strings (the typed fields parse them), so a secret like `0123` keeps its
+        // leading zero and a one-element list like `RETRY_DELAYS_SECS=30` stays a list: the
+        // crate's `try_parsing` would turn both into numbers.
+        let (lists, scalars): (HashMap<String, String>, HashMap<String, String>) = env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(name, _)| list_key(name).is_some());
         let prechat_env = |source: HashMap<String, String>| {
-            let mut source_env = config::Environment::with_prefix("PRECHAT")
+            config::Environment::with_prefix("PRECHAT")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .source(Some(source));
-            for key in LIST_KEYS {
-                source_env = source_env.with_list_parse_key(key);
-            }
-            source_env
+                .source(Some(source))
         };
         let mut builder = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")).required(true));
@@ -312,11 +321,19 @@ impl Settings {
             builder = builder
                 .add_source(config::File::from(dir.join(format!("{profile}.toml"))).required(true));
         }
-        builder
+        builder = builder
             .add_source(prechat_env(aliases))
-            .add_source(prechat_env(env.clone()))
-            .build()?
-            .try_deserialize()
+            .add_source(prechat_env(scalars));
+        for (name, value) in &lists {
+            let items: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(String::from)
+                .collect();
+            builder = builder.set_override(list_key(name).unwrap_or_default(), items)?;
+        }
+        builder.build()?.try_deserialize()
     }
 
     /// Checks what the service needs before it touches anything.

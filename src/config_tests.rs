@@ -65,6 +65,24 @@ fn tutorial_variable_names_work_but_prechat_names_win() {
 }
 
 #[test]
+fn env_values_keep_their_text_and_a_single_item_is_still_a_list() {
+    let settings = load(&[
+        ("GENESYS_CLIENT_SECRET", "0123"),
+        ("CRM_BASE_URL", "http://crm.internal:8081"),
+        ("PRECHAT__INGEST__AUTH_TOKENS", "12345"),
+        ("PRECHAT__AMQP__RETRY_DELAYS_SECS", "30"),
+        ("PRECHAT__CRM__API_KEY", "true"),
+    ])
+    .unwrap();
+    assert_eq!(settings.genesys.client_secret.expose_secret(), "0123");
+    assert_eq!(settings.crm.base_url, "http://crm.internal:8081");
+    assert_eq!(settings.ingest.auth_tokens.len(), 1);
+    assert_eq!(settings.ingest.auth_tokens[0].expose_secret(), "12345");
+    assert_eq!(settings.amqp.retry_delays_secs, [30]);
+    assert_eq!(settings.crm.api_key.expose_secret(), "true");
+}
+
+#[test]
 fn secrets_never_show_in_debug_output() {
     let settings = load(&[
         ("PRECHAT_ENV", "sandbox"),

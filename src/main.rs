@@ -4,8 +4,7 @@ use prechat_enricher::cli::{run, Cli};
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let shutdown = prechat_enricher::shutdown::on_signal();
-    match run(cli, shutdown).await {
+    match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(error) => {
             eprintln!("error: {error:#}");

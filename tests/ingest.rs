@@ -119,6 +119,20 @@ async fn each_bad_http_input_gets_its_4xx_with_the_error_shape_and_nothing_is_pu
         assert_eq!(response.status().as_u16(), status, "{name}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{name}: {error}");
+        let field = match name {
+            "bad email" => json!("guest.email"),
+            "bad phone" => json!("guest.phone"),
+            "bad consent type" => json!("consent.type"),
+            "control characters" => json!("survey.subject"),
+            "bad priority" => json!("survey.priority"),
+            "no token" | "wrong token" | "not JSON" | "too large" => Value::Null,
+            _ => error["error"]["field"].clone(),
+        };
+        assert_eq!(
+            error["error"].get("field"),
+            Some(&field),
+            "{name}: the error names its field (or null): {error}"
+        );
         assert!(
             error["error"]["message"]
                 .as_str()

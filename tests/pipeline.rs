@@ -50,7 +50,7 @@ async fn enriched(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_http_submissions_are_enriched_exactly_as_the_merge_rule_says() {
-    let app = spawn_app("fifty").await;
+    let mut app = spawn_app("fifty").await;
     let mut submitted_bodies = app.tap(&app.topology.ingest_exchange(), "submission").await;
     let hasher = SessionHasher::new(None);
     let mut expected = Vec::new();
@@ -119,11 +119,10 @@ async fn fifty_http_submissions_are_enriched_exactly_as_the_merge_rule_says() {
             "no PII without consent"
         );
     }
-    let drained = wait_until(WAIT, || async {
-        (app.total_depth().await == 0).then_some(())
-    })
-    .await;
-    assert!(drained.is_some(), "every queue ends empty");
+    assert!(
+        app.drained_after_stop(WAIT).await,
+        "every queue ends empty, nothing left unacked"
+    );
     let published = submitted_bodies.collect(50, Duration::from_secs(5)).await;
     assert_eq!(published.len(), 50);
     for message in &published {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A web-messaging conversation to create. JSON (for `POST /sim/conversations` and seed files)
-/// is camelCase: `{"id"?, "customerAttributes"?, "startTime"?}`.
+/// is camelCase: `{"id"?, "customerAttributes"?, "startTime"?, "ephemeralContact"?}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SeedConversation {
@@ -17,6 +17,9 @@ pub struct SeedConversation {
     pub customer_attributes: BTreeMap<String, String>,
     /// When the conversation started; now when absent.
     pub start_time: Option<DateTime<Utc>>,
+    /// Link an `Ephemeral` External Contact (a `Cookie` identifier only) to the customer, as
+    /// Genesys' identity resolution does for a Web Messenger guest it cannot match.
+    pub ephemeral_contact: bool,
 }
 
 /// What the sandbox knows about one conversation, for assertions.

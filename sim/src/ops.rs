@@ -12,9 +12,17 @@ use crate::state::{Queue, Sim};
 
 impl Sim {
     pub fn seed_conversation(&self, seed: SeedConversation) -> ConversationView {
-        let conversation = Conversation::from_seed(seed, Instant::now());
+        let ephemeral = seed.ephemeral_contact;
+        let mut conversation = Conversation::from_seed(seed, Instant::now());
+        let mut inner = self.lock();
+        if ephemeral {
+            let contact = crate::routes::contacts::ephemeral_contact();
+            conversation.customer_mut().external_contact_id =
+                contact["id"].as_str().map(str::to_owned);
+            inner.contacts.push(contact);
+        }
         let view = conversation.view();
-        self.lock()
+        inner
             .conversations
             .insert(conversation.id.clone(), conversation);
         view

@@ -307,6 +307,7 @@ async fn the_search_rejects_attribute_criteria_and_pages_with_a_cursor() {
             id: Some(format!("c-{i}")),
             customer_attributes: attrs(&[("prechatSubmissionId", &format!("s-{i}"))]),
             start_time: Some(start + Duration::minutes(i)),
+            ..SeedConversation::default()
         });
     }
     // Without attributes a conversation is not indexed.

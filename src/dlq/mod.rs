@@ -135,7 +135,9 @@ impl FilterArgs {
 }
 
 /// Runs a `dlq` command, writing its output to `out`; the exit code. A [`UsageError`] means
-/// the command was refused before anything was touched.
+/// the command was refused before anything was touched. Unlike the service commands, these
+/// do not declare the topology: a mistyped namespace fails (exit 1, "does not exist")
+/// instead of creating an empty set of queues.
 pub async fn run(
     settings: &Settings,
     command: DlqCommand,
@@ -150,8 +152,10 @@ pub async fn run(
         }
     }
     crate::startup::install_crypto_provider();
+    let ca_pem = settings.tls.ca_pem()?;
     let topology = Topology::new(&settings.amqp);
-    let read_broker = Broker::new(&settings.amqp.url, "prechat-enricher dlq read");
+    let read_broker = Broker::with_ca(&settings.amqp.url, "prechat-enricher dlq read", ca_pem);
+
     let result = match command {
         DlqCommand::Stats { filter, json } => {
             stats(&read_broker, &topology, &filter.resolve(), json, out).await
@@ -310,7 +314,11 @@ async fn move_letters(
 ) -> anyhow::Result<i32> {
     // Copies go out on a connection of their own: if the broker blocks publishers (a memory
     // or disk alarm), the scan's acks and nacks still flow.
-    let publish_broker = Broker::new(&settings.amqp.url, "prechat-enricher dlq publish");
+    let publish_broker = Broker::with_ca(
+        &settings.amqp.url,
+        "prechat-enricher dlq publish",
+        settings.tls.ca_pem()?,
+    );
     let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
     let rated = matches!(plan.action, Action::Replay { rate: Some(_) }) && !plan.dry_run;
     let prefetch = if rated { PACED_PREFETCH } else { FAST_PREFETCH };

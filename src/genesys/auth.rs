@@ -137,7 +137,7 @@ impl TokenProvider {
                     "Genesys token granted"
                 );
                 Ok(AccessToken {
-                    value: Arc::new(SecretString::from(grant.access_token)),
+                    value: Arc::new(grant.access_token),
                     renew_at: Instant::now() + lifetime - margin,
                 })
             }

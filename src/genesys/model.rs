@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// `POST https://login.{domain}/oauth/token` answer.
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
-    /// The bearer token.
-    pub access_token: String,
+    /// The bearer token (`Debug` prints it redacted).
+    pub access_token: SecretString,
     /// Seconds until it expires.
     pub expires_in: u64,
 }

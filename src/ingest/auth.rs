@@ -2,6 +2,7 @@
 
 use axum::http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The accepted tokens (`ingest.auth_tokens`), or none when unauthenticated on purpose.
@@ -35,12 +36,14 @@ impl TokenSet {
         else {
             return false;
         };
-        let presented = presented.trim().as_bytes();
-        // Every token is compared, so the time taken says nothing about which one matched.
+        // Digests of equal length are compared, every one of them, so the time taken says
+        // nothing about which token matched nor how long any token is (`ct_eq` on slices of
+        // different lengths returns at once).
+        let presented = Sha256::digest(presented.trim().as_bytes());
         self.tokens.iter().fold(0u8, |found, token| {
             found
                 | presented
-                    .ct_eq(token.expose_secret().as_bytes())
+                    .ct_eq(&Sha256::digest(token.expose_secret().as_bytes()))
                     .unwrap_u8()
         }) == 1
     }
@@ -61,6 +64,8 @@ mod tests {
         let set = TokenSet::new(vec!["tok-a".into(), "tok-b".into()], false);
         assert!(set.authorizes(&headers("Bearer tok-b")));
         assert!(!set.authorizes(&headers("Bearer tok-c")));
+        assert!(!set.authorizes(&headers("Bearer tok")));
+        assert!(!set.authorizes(&headers("Bearer tok-bb")));
         assert!(!set.authorizes(&headers("Basic tok-a")));
         assert!(!set.authorizes(&HeaderMap::new()));
         assert!(TokenSet::new(vec![], true).authorizes(&HeaderMap::new()));

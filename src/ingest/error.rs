@@ -25,7 +25,7 @@ struct Envelope<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The offending field, `null` when the error is not about one.
     field: Option<&'a str>,
 }
 

@@ -116,8 +116,34 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Where a submission's deadline counts from: its `submittedAt`, or the operator's replay
+/// when that is later, so a replayed submission (an `expired` one above all) gets a whole
+/// deadline again instead of expiring at once.
+pub fn deadline_start(submitted_at: DateTime<Utc>, headers: &FieldTable) -> DateTime<Utc> {
+    headers
+        .time(REPLAYED_AT)
+        .map_or(submitted_at, |replayed| replayed.max(submitted_at))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replay_restarts_the_deadline_and_nothing_else_does() {
+        use super::*;
+        let submitted = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut headers = FieldTable::default();
+        assert_eq!(deadline_start(submitted, &headers), submitted);
+        headers.set_text(REPLAYED_AT, "2026-11-23T08:00:00Z");
+        assert_eq!(
+            timestamp(deadline_start(submitted, &headers)),
+            "2026-11-23T08:00:00Z"
+        );
+        headers.set_text(REPLAYED_AT, "2026-11-21T08:00:00Z");
+        assert_eq!(deadline_start(submitted, &headers), submitted);
+    }
+
     use super::*;
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
 use crate::queue::connection::Reconnect;
 use crate::queue::events::{Event, EventPublisher, Outcome};
-use crate::queue::headers::json_properties;
+use crate::queue::headers::{self, json_properties};
 use crate::queue::topology::SUBMISSION_KEY;
 use crate::queue::{Broker, BrokerError, Publisher, Topology};
 use crate::submission::{parse_submission, Origin, ParseContext, Submission};
@@ -153,16 +153,15 @@ impl Resolver {
         };
         match parse_submission(&delivery.data, &context) {
             Ok(submission) if submission.conversation_id.is_some() => {
-                let id = submission.conversation_id.clone().unwrap_or_default();
-                self.forward(
-                    Waiting {
-                        delivery,
-                        submission,
-                        headers,
-                    },
-                    &id,
-                )
-                .await;
+                let held = Waiting {
+                    delivery,
+                    submission,
+                    headers,
+                };
+                let id = held.submission.submission_id.clone();
+                if let Err(held) = self.forward(held).await {
+                    waiting.insert(id, held);
+                }
             }
             Ok(submission) => {
                 let id = submission.submission_id.clone();
@@ -195,15 +194,43 @@ impl Resolver {
                     .as_ref()
                     .map(|id| id.to_string())
                     .unwrap_or_default();
-                self.dead_letter(&delivery, &id, body, headers, dead, None)
-                    .await;
+                if !self
+                    .dead_letter(&delivery, &id, body, headers, dead, None)
+                    .await
+                {
+                    // Not held (it matches nothing): back to the queue, to be read again.
+                    let _ = delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await;
+                }
             }
         }
     }
 
-    /// One search over the window that covers every waiting submission.
+    /// One search over the window that covers every waiting submission. A submission whose
+    /// republish failed earlier is tried again first; expiry needs a scan that answered, so
+    /// a Genesys outage does not expire what the scan could not look for.
     async fn scan(&self, waiting: &mut HashMap<String, Waiting>) {
         let now = Utc::now();
+        let matched_before: Vec<String> = waiting
+            .iter()
+            .filter(|(_, w)| w.submission.conversation_id.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in matched_before {
+            if let Some(held) = waiting.remove(&id) {
+                if let Err(held) = self.forward(held).await {
+                    waiting.insert(id, held);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
         let oldest = waiting
             .values()
             .map(|w| w.submission.submitted_at)
@@ -212,7 +239,7 @@ impl Resolver {
         let margin = chrono::Duration::from_std(self.settings.lookback_margin).unwrap_or_default();
         let window = chrono::Duration::from_std(MAX_WINDOW).unwrap_or_default();
         let from = (oldest - margin).max(now - window);
-        match self.genesys.search_conversations(from, now).await {
+        let answered = match self.genesys.search_conversations(from, now).await {
             Ok(scan) => {
                 let matches = match_rows(&scan.rows);
                 tracing::debug!(
@@ -230,33 +257,46 @@ impl Resolver {
                     })
                     .collect();
                 for (submission_id, conversation_id) in found {
-                    if let Some(held) = waiting.remove(&submission_id) {
-                        self.forward(held, &conversation_id).await;
+                    if let Some(mut held) = waiting.remove(&submission_id) {
+                        held.submission.conversation_id = Some(conversation_id);
+                        if let Err(held) = self.forward(held).await {
+                            waiting.insert(submission_id, held);
+                        }
                     }
                 }
+                true
             }
             Err(error) => {
-                tracing::warn!(%error, waiting = waiting.len(), "conversation scan failed; trying again next poll")
+                tracing::warn!(%error, waiting = waiting.len(), "conversation scan failed; trying again next poll");
+                false
             }
+        };
+        if !answered {
+            return;
         }
         let deadline = chrono::Duration::from_std(self.settings.deadline).unwrap_or_default();
         let expired: Vec<String> = waiting
             .iter()
-            .filter(|(_, w)| now >= w.submission.submitted_at + deadline)
+            .filter(|(_, w)| {
+                now >= headers::deadline_start(w.submission.submitted_at, &w.headers) + deadline
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
             if let Some(held) = waiting.remove(&id) {
-                self.expire(held, now).await;
+                if let Err(held) = self.expire(held, now).await {
+                    waiting.insert(id, held);
+                }
             }
         }
     }
 
-    /// Republishes the submission with its conversation id, then acks the held copy.
-    async fn forward(&self, held: Waiting, conversation_id: &str) {
-        let mut submission = held.submission;
-        submission.conversation_id = Some(conversation_id.to_string());
-        let properties = json_properties(&submission.submission_id, held.headers);
+    /// Republishes the submission (which has its conversation id), then acks the held copy;
+    /// gives the held copy back when the broker did not confirm the republish.
+    async fn forward(&self, held: Waiting) -> Result<(), Waiting> {
+        let submission = &held.submission;
+        let conversation_id = submission.conversation_id.as_deref().unwrap_or_default();
+        let properties = json_properties(&submission.submission_id, held.headers.clone());
         let published = self
             .publisher
             .publish(
@@ -268,17 +308,20 @@ impl Resolver {
             .await;
         match published {
             Ok(()) => {
-                let _ = held.delivery.acker.ack(BasicAckOptions::default()).await;
                 tracing::info!(submission.id = %submission.submission_id, conversation.id = conversation_id, "submission matched to its conversation");
+                let _ = held.delivery.acker.ack(BasicAckOptions::default()).await;
+                Ok(())
             }
-            // The held copy stays unacked and returns to the queue when the channel closes.
+            // Still held (unacked): the next poll tries again.
             Err(error) => {
-                tracing::warn!(%error, submission.id = %submission.submission_id, "matched submission not republished")
+                tracing::warn!(%error, submission.id = %submission.submission_id, "matched submission not republished; trying again next poll");
+                Err(held)
             }
         }
     }
 
-    async fn expire(&self, held: Waiting, now: DateTime<Utc>) {
+    /// Dead-letters an unmatched submission as `expired`; gives it back when that failed.
+    async fn expire(&self, held: Waiting, now: DateTime<Utc>) -> Result<(), Waiting> {
         let dead = DeadLetter {
             class: ErrorClass::Expired,
             status: None,
@@ -289,17 +332,24 @@ impl Resolver {
             context_id: None,
         };
         let id = held.submission.submission_id.clone();
-        self.dead_letter(
-            &held.delivery,
-            &id,
-            held.submission.to_json(),
-            held.headers,
-            dead,
-            Some(now),
-        )
-        .await;
+        let published = self
+            .dead_letter(
+                &held.delivery,
+                &id,
+                held.submission.to_json(),
+                held.headers.clone(),
+                dead,
+                Some(now),
+            )
+            .await;
+        if published {
+            Ok(())
+        } else {
+            Err(held)
+        }
     }
 
+    /// Publishes a dead letter and acks the delivery; whether the broker confirmed it.
     async fn dead_letter(
         &self,
         delivery: &Delivery,
@@ -308,7 +358,7 @@ impl Resolver {
         mut headers: FieldTable,
         dead: DeadLetter,
         at: Option<DateTime<Utc>>,
-    ) {
+    ) -> bool {
         let now = at.unwrap_or_else(Utc::now);
         mark_dead(&mut headers, &dead, now);
         let properties = json_properties(submission_id, headers);
@@ -323,7 +373,7 @@ impl Resolver {
             .await;
         if let Err(error) = published {
             tracing::warn!(%error, submission.id = submission_id, "dead letter not published; submission kept");
-            return;
+            return false;
         }
         let _ = delivery.acker.ack(BasicAckOptions::default()).await;
         let outcome = if dead.class == ErrorClass::Expired {
@@ -350,6 +400,7 @@ impl Resolver {
                 at: now,
             })
             .await;
+        true
     }
 }
 

@@ -1,8 +1,12 @@
 //! The External Contact of a consenting guest: the contact that claims the guest's email
 //! (else phone) is updated, or one is created, and linked to the conversation. Called only
-//! with consent and only when the conversation has no linked contact yet, so a redelivery
-//! finds the link (or, if the link was not made, the contact by its identifier) and never
-//! creates a second one.
+//! with consent.
+//!
+//! A conversation usually has a contact linked before we see it: Genesys' identity
+//! resolution links a Web Messenger guest it cannot match to an `Ephemeral` contact known
+//! only by its cookie. So the lookup always runs, and the link is skipped only when the
+//! linked contact already is the guest's. A redelivery finds the contact it created by its
+//! identifier (one lookup, nothing else when nothing changed) and never creates a second one.
 //!
 //! Two submissions of the same new guest handled at once would both find no contact and
 //! both create one; [`ContactLocks`] serialises the upserts of one identifier within a
@@ -53,19 +57,26 @@ impl ContactLocks {
     }
 }
 
-/// Finds, updates or creates the guest's contact and links it; the contact id.
+/// Finds, updates or creates the guest's contact and links it unless `linked` (the contact
+/// the conversation is linked to now) already is that contact; the contact id. A guest with
+/// neither email nor phone gets no contact: nothing could find it again, so every
+/// redelivery would create another.
 pub async fn upsert_contact(
     genesys: &GenesysClient,
     locks: &ContactLocks,
     conversation_id: &str,
     participant_id: &str,
+    linked: Option<&str>,
     enrichment: &Enrichment,
-) -> Result<String, GenesysError> {
+) -> Result<Option<String>, GenesysError> {
     let identifiers: Vec<&str> = [&enrichment.email, &enrichment.phone]
         .into_iter()
         .flatten()
         .map(String::as_str)
         .collect();
+    if identifiers.is_empty() {
+        return Ok(None);
+    }
     let _held = locks.hold(&identifiers).await;
     let mut found = None;
     if let Some(email) = &enrichment.email {
@@ -91,11 +102,14 @@ pub async fn upsert_contact(
             created.id().unwrap_or_default().to_string()
         }
     };
+    if linked.is_some_and(|linked| linked.eq_ignore_ascii_case(&id)) {
+        return Ok(Some(id));
+    }
     genesys
         .link_contact(conversation_id, participant_id, &id)
         .await?;
-    tracing::info!(conversation.id = conversation_id, contact.id = %id, "external contact linked");
-    Ok(id)
+    tracing::info!(conversation.id = conversation_id, contact.id = %id, replaced = linked.is_some(), "external contact linked");
+    Ok(Some(id))
 }
 
 /// Writes what we know into the contact's fields; whether anything changed. Names come from

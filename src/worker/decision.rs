@@ -174,8 +174,8 @@ impl RetryPolicy {
 pub struct Attempt {
     /// This delivery's attempt number (1 = first).
     pub number: u32,
-    /// When the submission was made.
-    pub submitted_at: DateTime<Utc>,
+    /// Where the deadline counts from: `submittedAt`, or an operator's later replay.
+    pub deadline_from: DateTime<Utc>,
     /// Now.
     pub now: DateTime<Utc>,
     /// A uniform sample in [0, 1).
@@ -215,7 +215,7 @@ pub fn decide(
             dead(ErrorClass::ConversationNotFound, None, reason.clone())
         }
         Failure::ConversationNotFound => {
-            let deadline = attempt.submitted_at + policy.deadline;
+            let deadline = attempt.deadline_from + policy.deadline;
             let left = (deadline - attempt.now).to_std().unwrap_or_default();
             if left.is_zero() {
                 dead(

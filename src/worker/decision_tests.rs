@@ -13,13 +13,13 @@ fn policy() -> RetryPolicy {
 }
 
 fn at(number: u32, age_secs: i64) -> Attempt {
-    let submitted_at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+    let deadline_from = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
     Attempt {
         number,
-        submitted_at,
-        now: submitted_at + chrono::Duration::seconds(age_secs),
+        deadline_from,
+        now: deadline_from + chrono::Duration::seconds(age_secs),
         jitter: 0.0,
         outage: false,
     }

@@ -123,10 +123,12 @@ impl<C: CustomerDirectory> WorkerContext<C> {
             self.outage
                 .record(result.as_ref().err().is_some_and(|f| f.is_systemic()));
         }
-        let submitted_at = parsed.as_ref().map_or(now, |s| s.submitted_at);
+        let deadline_from = parsed
+            .as_ref()
+            .map_or(now, |s| headers::deadline_start(s.submitted_at, &headers));
         let state = Attempt {
             number: attempt,
-            submitted_at,
+            deadline_from,
             now,
             jitter: fastrand::f64(),
             outage: self.outage.in_outage(),
@@ -315,10 +317,11 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 /// An invalid body goes to the dead-letter queue as it came, except that a raw
-/// `guest.sessionId` is replaced by its hash: raw session ids never rest on the broker.
+/// `guest.sessionId` is replaced by its hash (in a body that is not even JSON, the value of
+/// every `"sessionId"` is cut out): raw session ids never rest on the broker.
 pub fn scrub_session_id(body: &[u8], hasher: &SessionHasher) -> Vec<u8> {
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return body.to_vec();
+        return redact_session_ids(body);
     };
     let Some(guest) = value.get_mut("guest").and_then(|g| g.as_object_mut()) else {
         return body.to_vec();
@@ -333,9 +336,57 @@ pub fn scrub_session_id(body: &[u8], hasher: &SessionHasher) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
+/// `"sessionId": "<anything>"` → `"sessionId": "[redacted]"`, in text that does not parse.
+fn redact_session_ids(body: &[u8]) -> Vec<u8> {
+    const KEY: &[u8] = b"\"sessionId\"";
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if !body[i..].starts_with(KEY) {
+            out.push(body[i]);
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(KEY);
+        i += KEY.len();
+        while i < body.len() && (body[i].is_ascii_whitespace() || body[i] == b':') {
+            out.push(body[i]);
+            i += 1;
+        }
+        if body.get(i) == Some(&b'"') {
+            i += 1;
+            while i < body.len() && body[i] != b'"' {
+                // An escaped character (`\"` included) is part of the value.
+                i += if body[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            out.extend_from_slice(b"\"[redacted]\"");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raw_session_id_in_a_body_that_is_not_json_is_cut_out() {
+        let hasher = SessionHasher::new(None);
+        for body in [
+            &br#"{"guest":{"sessionId": "raw-browser-id", "email":"#[..],
+            br#"{"guest":{"sessionId":"raw-\"browser-id"#,
+            br#"x "sessionId":"raw-browser-id"} "sessionId" : "raw-browser-id2"#,
+        ] {
+            let text = String::from_utf8(scrub_session_id(body, &hasher)).unwrap();
+            assert!(!text.contains("raw-"), "{text}");
+            assert!(text.contains(r#""sessionId""#), "{text}");
+        }
+        assert_eq!(
+            scrub_session_id(br#"{"a":"sessionId"}"#, &hasher),
+            br#"{"a":"sessionId"}"#
+        );
+    }
 
     #[test]
     fn a_raw_session_id_in_an_invalid_body_is_replaced_by_its_hash() {

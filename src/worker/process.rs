@@ -76,13 +76,13 @@ impl<C: CustomerDirectory> Processor<C> {
         let patched = self
             .write_attributes(conversation_id, customer, &enrichment)
             .await?;
-        if self.external_contacts && submission.has_consent() && customer.external_contact.is_none()
-        {
+        if self.external_contacts && submission.has_consent() {
             upsert_contact(
                 &self.genesys,
                 &self.contact_locks,
                 conversation_id,
                 &customer.id,
+                customer.external_contact.as_ref().map(|c| c.id.as_str()),
                 &enrichment,
             )
             .await

@@ -254,7 +254,8 @@ impl TestApp {
             .unwrap();
     }
 
-    /// Messages ready + unacked in a queue.
+    /// Messages ready in a queue (unacked ones are not counted: see
+    /// [`TestApp::drained_after_stop`]).
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let channel = self.broker.channel().await.unwrap();
         let declared = channel
@@ -271,13 +272,26 @@ impl TestApp {
         declared.message_count()
     }
 
-    /// Total messages in every queue of the topology.
+    /// Total messages ready in every queue of the topology.
     pub async fn total_depth(&self) -> u32 {
         let mut total = 0;
         for queue in self.topology.queues() {
             total += self.queue_depth(&queue).await;
         }
         total
+    }
+
+    /// Whether every queue ends empty, unacked messages included: waits until nothing is
+    /// ready, stops the app (it finishes what it holds and returns the rest, unacked, to
+    /// the queue), then counts again, when no consumer holds anything.
+    pub async fn drained_after_stop(&mut self, timeout: Duration) -> bool {
+        let ready_empty = wait_until(timeout, || async {
+            (self.total_depth().await == 0).then_some(())
+        })
+        .await
+        .is_some();
+        self.stop().await;
+        ready_empty && self.total_depth().await == 0
     }
 
     /// Every dead letter: (headers, body). Leaves them in the queue.

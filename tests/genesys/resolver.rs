@@ -67,7 +67,7 @@ async fn two_hundred_submissions_without_conversation_ids_are_matched_as_their_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn of_two_resolvers_only_one_scans() {
+async fn of_two_resolvers_only_one_scans_and_the_other_takes_over_when_it_stops() {
     let first = spawn_app("two-resolvers").await;
     let second = start(first.sim.clone(), first.settings.clone(), Roles::WORKER).await;
     let mut conversations = Vec::new();
@@ -88,7 +88,27 @@ async fn of_two_resolvers_only_one_scans() {
         scans.iter().filter(|n| **n > 0).count() == 1,
         "exactly one resolver scanned: {scans:?}"
     );
-    let mut second = second;
-    second.stop().await;
-    first.cleanup().await;
+    // The scanning one stops: the other takes the awaiting queue over.
+    let (mut active, mut standby) = if scans[0] > 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    active.stop().await;
+    let mut later = Vec::new();
+    for i in 0..5 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"submissionId": id, "guest": {"email": format!("later{i}@example.com")}});
+        standby.publish_raw(body.to_string().as_bytes(), &id).await;
+        later.push(standby.sim.seed_conversation(correlated(&id)).id);
+    }
+    for id in &later {
+        wait_enriched(&standby, id, Duration::from_secs(30)).await;
+    }
+    assert!(
+        genesys_calls(&standby.metrics.render(), "attributes_search") > 0,
+        "the standby resolver took over"
+    );
+    standby.stop().await;
+    active.cleanup().await;
 }

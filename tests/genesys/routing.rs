@@ -25,7 +25,7 @@ async fn transfer_mode_puts_each_conversation_in_its_tier_queue_exactly_once_eve
         ("PRECHAT__ROUTING__QUEUES__STANDARD", standard.as_str()),
     ];
     let settings = test_settings(&sim, &unique_namespace("transfer"), &overrides);
-    let app = start(sim, settings, Roles::ALL).await;
+    let mut app = start(sim, settings, Roles::ALL).await;
     app.sim
         .seed_customer(customer("G", "gold@example.com", "+15551230002", "Gold"));
     app.sim.seed_customer(customer(
@@ -65,12 +65,7 @@ async fn transfer_mode_puts_each_conversation_in_its_tier_queue_exactly_once_eve
         )
         .await;
     }
-    let drained = wait_until(Duration::from_secs(20), || async {
-        (app.total_depth().await == 0).then_some(())
-    })
-    .await;
-    assert!(drained.is_some());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.drained_after_stop(Duration::from_secs(20)).await);
     for (conversation_id, _, queue, name) in &expected {
         let view = app.sim.conversation(conversation_id).unwrap();
         assert_eq!(view.queue_id.as_deref(), Some(queue.as_str()), "{view:?}");

@@ -90,6 +90,19 @@ pub(crate) async fn create(State(sim): State<Sim>, body: Bytes) -> Result<Json<V
     Ok(Json(contact))
 }
 
+/// The contact identity resolution links to a guest it could not match: `type` `Ephemeral`,
+/// known only by its Messenger cookie.
+pub(crate) fn ephemeral_contact() -> Value {
+    let now = iso(Utc::now());
+    json!({
+        "id": Uuid::new_v4().to_string(),
+        "type": "Ephemeral",
+        "identifiers": [{ "type": "Cookie", "value": Uuid::new_v4().to_string(), "dateCreated": now }],
+        "createDate": now,
+        "modifyDate": now,
+    })
+}
+
 /// `GET /api/v2/externalcontacts/contacts/{id}`.
 pub(crate) async fn get(
     State(sim): State<Sim>,

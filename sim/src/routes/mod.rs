@@ -1,6 +1,6 @@
 //! The router: which path goes to which handler, behind which gate.
 
-mod contacts;
+pub(crate) mod contacts;
 mod control;
 mod conversations;
 mod crm;
