@@ -110,55 +110,38 @@ async fn genesys_down_then_back_pauses_consumption_dead_letters_nothing_and_land
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_429_pauses_every_worker_until_retry_after() {
-    // The sandbox's budget drops to what this token already used in its window, so the next
-    // call gets a 429 whose Retry-After is the rest of the window (~55 s). One 429 pauses all
-    // eight workers; a pause per caller would let each of them collect a 429 of its own.
-    let sim = SimConfig {
-        requests_per_minute: 600,
-        ..SimConfig::default()
-    };
+    // Eight workers start at once into a 429 that lasts 3 s (its Retry-After says so). The
+    // answer's rate-limit headers say the budget is far from used, so only the pause holds
+    // the workers back: one 429 must stop all of them. A pause per caller lets every worker
+    // collect a 429 of its own (eight, measured with the pause removed).
     let overrides = [
         ("PRECHAT__GENESYS__REQUESTS_PER_MINUTE", "600"),
         ("PRECHAT__WORKER__CONCURRENCY", "8"),
     ];
-    let app = spawn_app_with("pause-all", sim, &overrides).await;
+    let app = spawn_app_with("pause-all", fast_sim(), &overrides).await;
     let conversations: Vec<String> = (0..16)
         .map(|_| app.sim.seed_conversation(SeedConversation::default()).id)
         .collect();
-    let post_all = |ids: &[String]| {
-        let posts = ids.iter().enumerate().map(|(i, id)| {
-            let app = &app;
-            let body = submission(id, &format!("p{i}@example.com"));
-            async move { app.post(&body).await.status() }
-        });
-        futures_util::future::join_all(posts)
-    };
-    for status in post_all(&conversations[..8]).await {
+    app.sim.add_fault(Fault {
+        duration_ms: Some(3_000),
+        ..Fault::new(Route::GetConversation, 429)
+    });
+    let posts = conversations.iter().enumerate().map(|(i, id)| {
+        let app = &app;
+        let body = submission(id, &format!("p{i}@example.com"));
+        async move { app.post(&body).await.status() }
+    });
+    for status in futures_util::future::join_all(posts).await {
         assert_eq!(status, 202);
     }
-    for id in &conversations[..8] {
+    for id in &conversations {
         wait_enriched(&app, id, Duration::from_secs(30)).await;
     }
-    let used = app.sim.stats().total_genesys_calls as u32;
-    app.sim.set_requests_per_minute(used.max(16));
-    let lowered = Instant::now();
-    for status in post_all(&conversations[8..]).await {
-        assert_eq!(status, 202);
-    }
-    for id in &conversations[8..] {
-        wait_enriched(&app, id, Duration::from_secs(150)).await;
-    }
-    let stats = app.sim.stats();
-    eprintln!(
-        "budget lowered to {} after {used} calls: {} 429s, the rest enriched {:.1} s later",
-        used.max(16),
-        stats.rate_limited,
-        lowered.elapsed().as_secs_f64()
-    );
+    let rate_limited = app.sim.stats().rate_limited;
+    eprintln!("16 submissions into a 3 s 429: {rate_limited} 429s");
     assert!(
-        (1..=2).contains(&stats.rate_limited),
-        "the first 429 paused every worker (at most one other call was already on its way): {} 429s",
-        stats.rate_limited
+        (1..=2).contains(&rate_limited),
+        "the first 429 paused every worker (at most one other call was already on its way): {rate_limited} 429s"
     );
     assert!(app.dead_letters().await.is_empty());
     app.cleanup().await;
