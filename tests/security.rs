@@ -179,9 +179,10 @@ async fn no_secret_token_raw_session_id_or_unmasked_pii_reaches_any_log_line_and
     assert!(lines
         .iter()
         .any(|l| l.contains(TRACE_ID) && l.contains("submission enriched")));
-    assert!(
-        sim.stats().calls_in_trace(TRACE_ID) >= 3,
-        "the CRM and Genesys calls carried the trace"
+    assert_eq!(
+        sim.stats().calls_in_trace(TRACE_ID),
+        7,
+        "every call of the traced submission carried its trace: CRM, GET, PATCH, lookup by email and by phone, create, link"
     );
     let settings = test_settings(&sim, &namespace, &[]);
     let broker = prechat_enricher::queue::Broker::new(&settings.amqp.url, "cleanup");

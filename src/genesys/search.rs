@@ -74,6 +74,8 @@ pub struct Scan {
     pub rows: Vec<SearchRow>,
     /// Search calls made.
     pub pages: usize,
+    /// Whether the scan stopped at its page limit with more pages left.
+    pub truncated: bool,
 }
 
 impl GenesysClient {
@@ -108,7 +110,11 @@ impl GenesysClient {
             scan.rows.extend(page.results);
             match page.cursor.filter(|c| !c.is_empty()) {
                 Some(next) if scan.pages < MAX_PAGES => cursor = Some(next),
-                _ => return Ok(scan),
+                Some(_) => {
+                    scan.truncated = true;
+                    return Ok(scan);
+                }
+                None => return Ok(scan),
             }
         }
     }

@@ -132,9 +132,11 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
         Err(error) => {
             match &error {
                 PublishError::Unroutable { .. } => {
-                    tracing::error!(%error, "ingest exchange has no bound queue; check the topology")
+                    tracing::error!(%error, submission.id = %submission.submission_id, traceparent = %traceparent, "ingest exchange has no bound queue; check the topology")
                 }
-                _ => tracing::warn!(%error, "submission not accepted: broker unavailable"),
+                _ => {
+                    tracing::warn!(%error, submission.id = %submission.submission_id, traceparent = %traceparent, "submission not accepted: broker unavailable")
+                }
             }
             Err(match error {
                 PublishError::Timeout(_) => ApiError::broker_timeout(),

@@ -21,6 +21,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::genesys::search::SearchRow;
 use crate::genesys::GenesysClient;
@@ -28,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
 use crate::queue::connection::Reconnect;
 use crate::queue::events::{Event, EventPublisher, Outcome};
-use crate::queue::headers::{self, json_properties};
+use crate::queue::headers::{self, json_properties, HeaderExt};
 use crate::queue::topology::SUBMISSION_KEY;
 use crate::queue::{Broker, BrokerError, Publisher, Topology};
 use crate::submission::{parse_submission, Origin, ParseContext, Submission};
@@ -136,7 +137,10 @@ impl Resolver {
     }
 
     async fn admit(&self, delivery: Delivery, waiting: &mut HashMap<String, Waiting>) {
-        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        // Held, forwarded or dead-lettered, a submission keeps one trace.
+        let traceparent = crate::trace::or_new(headers.text(headers::TRACEPARENT).as_deref());
+        headers.set_text(headers::TRACEPARENT, traceparent);
         let origin = Origin::Queue {
             message_id: delivery
                 .properties
@@ -241,6 +245,13 @@ impl Resolver {
         let from = (oldest - margin).max(now - window);
         let answered = match self.genesys.search_conversations(from, now).await {
             Ok(scan) => {
+                if scan.truncated {
+                    tracing::warn!(
+                        pages = scan.pages,
+                        rows = scan.rows.len(),
+                        "conversation scan stopped at its page limit: conversations past it are not matched this poll; shorten worker.deadline_secs or resolver.lookback_margin_secs"
+                    );
+                }
                 let matches = match_rows(&scan.rows);
                 tracing::debug!(
                     waiting = waiting.len(),
@@ -294,6 +305,12 @@ impl Resolver {
     /// Republishes the submission (which has its conversation id), then acks the held copy;
     /// gives the held copy back when the broker did not confirm the republish.
     async fn forward(&self, held: Waiting) -> Result<(), Waiting> {
+        let id = held.submission.submission_id.clone();
+        let traceparent = trace_of(&held.headers);
+        traced(&id, traceparent, self.forward_now(held)).await
+    }
+
+    async fn forward_now(&self, held: Waiting) -> Result<(), Waiting> {
         let submission = &held.submission;
         let conversation_id = submission.conversation_id.as_deref().unwrap_or_default();
         let properties = json_properties(&submission.submission_id, held.headers.clone());
@@ -355,6 +372,23 @@ impl Resolver {
         delivery: &Delivery,
         submission_id: &str,
         body: Vec<u8>,
+        headers: FieldTable,
+        dead: DeadLetter,
+        at: Option<DateTime<Utc>>,
+    ) -> bool {
+        traced(
+            submission_id,
+            trace_of(&headers),
+            self.dead_letter_now(delivery, submission_id, body, headers, dead, at),
+        )
+        .await
+    }
+
+    async fn dead_letter_now(
+        &self,
+        delivery: &Delivery,
+        submission_id: &str,
+        body: Vec<u8>,
         mut headers: FieldTable,
         dead: DeadLetter,
         at: Option<DateTime<Utc>>,
@@ -402,6 +436,22 @@ impl Resolver {
             .await;
         true
     }
+}
+
+/// The `traceparent` a held submission carries (set when it was admitted).
+fn trace_of(headers: &FieldTable) -> String {
+    headers.text(headers::TRACEPARENT).unwrap_or_default()
+}
+
+/// Runs `work` in the submission's span and trace, so its log lines carry the trace like
+/// the worker's.
+async fn traced<F: std::future::Future>(
+    submission_id: &str,
+    traceparent: String,
+    work: F,
+) -> F::Output {
+    let span = tracing::info_span!("submission", submission.id = submission_id, traceparent = %traceparent);
+    crate::trace::scope(traceparent, work.instrument(span)).await
 }
 
 /// `prechatSubmissionId` → conversation id, over every participant of every row (the
