@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::crm::CustomerDirectory;
 use crate::dlq::{DlqCommand, UsageError};
+use crate::queue::depth::ManagementApi;
 use crate::shutdown::on_signal;
 use crate::startup::{Application, Components, Roles};
 
@@ -93,6 +94,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Compares the broker's bindings with the config through the management API (AMQP cannot
+/// list bindings); the number of differences.
+async fn check_bindings(components: &Components) -> u32 {
+    let settings = &components.settings;
+    let Some(url) = settings.management_url() else {
+        println!("rabbitmq: bindings not checked (amqp.management_url is empty)");
+        return 0;
+    };
+    let management = match settings
+        .tls
+        .ca_pem()
+        .map_err(anyhow::Error::from)
+        .and_then(|ca| {
+            Ok(ManagementApi::new(
+                &url,
+                &settings.amqp.url[0],
+                ca.as_deref(),
+            )?)
+        }) {
+        Ok(management) => management,
+        Err(error) => {
+            println!("rabbitmq: bindings not checked: {error}");
+            return 1;
+        }
+    };
+    let mut missing = 0;
+    for (exchange, key, queue) in components.topology.bindings() {
+        match management.binding_keys(&exchange, &queue).await {
+            Ok(keys) if keys.contains(&key) => {}
+            Ok(_) => {
+                missing += 1;
+                println!("rabbitmq: binding {exchange} → {queue} (key '{key}') is missing");
+            }
+            Err(error) => {
+                println!("rabbitmq: bindings not checked through {url}: {error}");
+                return 1;
+            }
+        }
+    }
+    if missing == 0 {
+        println!("rabbitmq: ok, every binding is in place");
+    }
+    missing
+}
+
 /// Runs a `dlq` command on stdout; a refused command exits 2, having changed nothing.
 async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<i32> {
     match crate::dlq::run(&settings, command, &mut std::io::stdout()).await {
@@ -139,6 +185,7 @@ async fn check(settings: Settings) -> anyhow::Result<i32> {
             println!("rabbitmq: unreachable: {error}");
         }
     }
+    failures += check_bindings(&components).await;
     if components.crm.probe().await {
         println!("crm: ok");
     } else {

@@ -88,3 +88,56 @@ fn topology_check_on_the_command_line_exits_1_and_says_why_when_something_is_wro
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("worker.concurrency"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_check_names_a_missing_binding_and_passes_when_all_is_in_place() {
+    let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
+    let namespace = unique_namespace("bindings");
+    let env = test_env(&sim, &namespace, &[]);
+    let settings = test_settings(&sim, &namespace, &[]);
+    let topology = Topology::new(&settings.amqp);
+    let broker = Broker::new(&settings.amqp.url, "topology test");
+    topology.declare(&broker).await.unwrap();
+    let check = || async {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_prechat-enricher"))
+            .args(["topology", "check"])
+            .env_clear()
+            .envs(&env)
+            .env("PRECHAT_CONFIG_DIR", config_dir())
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), stdout)
+    };
+    let (code, stdout) = check().await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("every binding is in place"), "{stdout}");
+
+    // Someone removes the binding that brings retries back after their delay.
+    let (exchange, key, queue) = topology
+        .bindings()
+        .into_iter()
+        .find(|(_, _, queue)| queue.contains("retry."))
+        .unwrap();
+    let channel = broker.channel().await.unwrap();
+    channel
+        .queue_unbind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            key.as_str().into(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (code, stdout) = check().await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "binding {exchange} → {queue} (key '{key}') is missing"
+        )),
+        "{stdout}"
+    );
+    topology.delete(&broker).await.unwrap();
+    sim.shutdown();
+}

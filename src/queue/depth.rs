@@ -128,6 +128,38 @@ impl ManagementApi {
         url
     }
 
+    /// The routing keys that bind `queue` to `exchange` (`GET /api/bindings/{vhost}/e/{exchange}/q/{queue}`).
+    pub async fn binding_keys(
+        &self,
+        exchange: &str,
+        queue: &str,
+    ) -> Result<Vec<String>, DepthError> {
+        #[derive(Deserialize)]
+        struct Binding {
+            routing_key: String,
+        }
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL has a path")
+            .pop_if_empty()
+            .extend(["api", "bindings", &self.vhost, "e", exchange, "q", queue]);
+        let failed = |e: reqwest::Error| DepthError::Management(e.without_url().to_string());
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&self.username, Some(self.password.expose_secret()))
+            .send()
+            .await
+            .map_err(failed)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(Vec::new()),
+            status => return Err(DepthError::Management(format!("answered {status}"))),
+        }
+        let bindings: Vec<Binding> = response.json().await.map_err(failed)?;
+        Ok(bindings.into_iter().map(|b| b.routing_key).collect())
+    }
+
     /// Ready and unacked counts of every queue.
     pub async fn read(&self, queues: &[String]) -> Result<Vec<Reading>, DepthError> {
         let mut readings = Vec::with_capacity(queues.len());

@@ -246,6 +246,22 @@ impl Topology {
         Ok(differences)
     }
 
+    /// Every binding the config wants: (exchange, routing key, queue).
+    pub fn bindings(&self) -> Vec<(String, String, String)> {
+        self.entities()
+            .into_iter()
+            .filter_map(|entity| match entity {
+                Entity::Queue { name, bindings, .. } => Some(
+                    bindings
+                        .into_iter()
+                        .map(move |(exchange, key)| (exchange, key, name.clone())),
+                ),
+                Entity::Exchange { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// Deletes every queue and exchange (tests and `topology` tear-down).
     pub async fn delete(&self, broker: &Broker) -> Result<(), BrokerError> {
         let channel = broker.channel().await?;
