@@ -294,6 +294,55 @@ async fn a_token_revoked_mid_run_is_refreshed_once_without_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_expiring_mid_run_is_renewed_before_it_expires_and_no_call_fails() {
+    // Tokens live 4 s; a short-lived token is renewed halfway, so a steady run of ~5 s
+    // needs a few grants and no call ever meets an expired token.
+    let sim = SimConfig {
+        token_lifetime_secs: 4,
+        ..fast_sim()
+    };
+    let app = spawn_app_with("token-expiry", sim, &[]).await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let conversation = app.sim.seed_conversation(SeedConversation::default());
+        assert_eq!(
+            app.post(&submission(&conversation.id, &format!("e{i}@example.com")))
+                .await
+                .status(),
+            202
+        );
+        ids.push(conversation.id);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        enriched(&app, id).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = app.sim.stats();
+    let unauthorized: u64 = ["get_conversation", "patch_attributes"]
+        .iter()
+        .map(|route| stats.status_count(route, 401))
+        .sum();
+    eprintln!(
+        "{} grants in {elapsed:.1} s, {unauthorized} 401s",
+        stats.tokens_issued
+    );
+    assert_eq!(unauthorized, 0, "no call met an expired token");
+    assert!(
+        stats.tokens_issued >= 2,
+        "the token was renewed during the run"
+    );
+    assert!(
+        (stats.tokens_issued as f64) <= elapsed / 2.0 + 2.0,
+        "renewed once per half-life, not per call: {} grants in {elapsed:.1} s",
+        stats.tokens_issued
+    );
+    assert!(app.dead_letters().await.is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sandbox_budget_below_the_load_waits_out_429s_and_loses_nothing() {
     let sim = SimConfig {
         requests_per_minute: 24,
