@@ -450,3 +450,39 @@ async fn a_429_is_waited_out_and_never_counts_as_an_attempt() {
         .contains("prechat_genesys_rate_limited_total 3"));
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_callers_at_once_share_one_token_grant() {
+    use prechat_enricher::genesys::auth::TokenProvider;
+    prechat_enricher::startup::install_crypto_provider();
+    // A slow login host widens the window in which callers would each ask for a token.
+    let sim = prechat_sim::spawn(SimConfig {
+        latency_ms: 200,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let tokens = std::sync::Arc::new(TokenProvider::new(
+        reqwest::Client::new(),
+        &sim.base_url(),
+        "sandbox-client".into(),
+        "sandbox-secret".to_string().into(),
+        Duration::from_secs(60),
+        std::sync::Arc::new(prechat_enricher::metrics::Metrics::new()),
+    ));
+    let callers = (0..20).map(|_| {
+        let tokens = tokens.clone();
+        tokio::spawn(async move { tokens.token().await.map(|t| t.expose().to_string()) })
+    });
+    let granted: Vec<String> = futures_util::future::join_all(callers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert!(
+        granted.iter().all(|t| *t == granted[0]),
+        "one token for all"
+    );
+    assert_eq!(sim.stats().tokens_issued, 1, "one grant at a time");
+    sim.shutdown();
+}

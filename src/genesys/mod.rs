@@ -1,5 +1,6 @@
 //! Genesys Cloud: OAuth tokens, the process-wide request budget, the API client and
-//! its errors. Only real Platform API endpoints are used (see `shared/genesys-api.md`).
+//! its errors. Only real Platform API endpoints are used (the README lists each with the
+//! permission it needs).
 
 pub mod auth;
 pub mod budget;
