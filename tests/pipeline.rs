@@ -394,6 +394,11 @@ async fn a_malformed_body_on_the_exchange_is_dead_lettered_and_the_worker_keeps_
     )
     .await;
     app.publish_raw(&[0xff, 0xfe, 0x00, 0x01], "bad-3").await;
+    app.publish_raw(
+        br#"{"guest":{"sessionId": "raw-cut-off-session", "email":"#,
+        "bad-4",
+    )
+    .await;
     let conversation = app.sim.seed_conversation(SeedConversation::default());
     let valid = json!({
         "submissionId": "direct-1",
@@ -406,20 +411,27 @@ async fn a_malformed_body_on_the_exchange_is_dead_lettered_and_the_worker_keeps_
     enriched(&app, &conversation.id).await;
     let dead = wait_until(WAIT, || async {
         let dead = app.dead_letters().await;
-        (dead.len() == 3).then_some(dead)
+        (dead.len() == 4).then_some(dead)
     })
     .await
-    .expect("three dead letters");
+    .expect("four dead letters");
     use prechat_enricher::queue::headers::HeaderExt;
     for (headers, body) in &dead {
         assert_eq!(
             headers.text(headers::ERROR_CLASS).as_deref(),
             Some("invalid_payload")
         );
-        assert!(!body.to_string().contains("raw-secret-session"));
+        let body = body.to_string();
+        assert!(!body.contains("raw-secret-session") && !body.contains("raw-cut-off-session"));
     }
     let attributes = app.sim.conversation(&conversation.id).unwrap().attributes;
     assert_eq!(attributes["prechatSubmissionId"], "direct-1");
+    // After the dead letters, the worker still takes work.
+    let later = app.sim.seed_conversation(SeedConversation::default());
+    let valid = json!({"submissionId": "direct-2", "conversationId": later.id, "guest": {"email": "later@example.com"}});
+    app.publish_raw(valid.to_string().as_bytes(), "direct-2")
+        .await;
+    enriched(&app, &later.id).await;
     app.cleanup().await;
 }
 

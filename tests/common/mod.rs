@@ -294,7 +294,8 @@ impl TestApp {
         ready_empty && self.total_depth().await == 0
     }
 
-    /// Every dead letter: (headers, body). Leaves them in the queue.
+    /// Every dead letter: (headers, body as JSON, or as text when it is not JSON). Leaves them
+    /// in the queue.
     pub async fn dead_letters(&self) -> Vec<(FieldTable, Value)> {
         let channel = self.broker.channel().await.unwrap();
         let queue = self.topology.dead_letter_queue();
@@ -312,7 +313,10 @@ impl TestApp {
                 .unwrap_or_default();
             out.push((
                 headers,
-                serde_json::from_slice(&message.delivery.data).unwrap_or(Value::Null),
+                // A body that is not JSON comes as its (lossy) text.
+                serde_json::from_slice(&message.delivery.data).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&message.delivery.data).into_owned())
+                }),
             ));
         }
         // Closing the channel returns every fetched message to the queue.
