@@ -28,8 +28,8 @@ use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
 use crate::queue::{Broker, Publisher, Topology};
 use crate::resolver::{Resolver, ResolverSettings};
-use crate::worker::contact::ContactLocks;
 use crate::worker::decision::RetryPolicy;
+use crate::worker::locks::StripedLocks;
 use crate::worker::outage::OutageGuard;
 use crate::worker::process::Processor;
 use crate::worker::{Worker, WorkerContext};
@@ -329,7 +329,8 @@ impl Application {
                     routing_mode: c.settings.routing.mode,
                     external_contacts: c.settings.genesys.external_contacts.enabled,
                     on_crm_unavailable: c.settings.crm.on_unavailable,
-                    contact_locks: ContactLocks::default(),
+                    contact_locks: StripedLocks::default(),
+                    conversation_locks: StripedLocks::default(),
                 },
                 publisher: c.publisher.clone(),
                 events: EventPublisher::new(c.publisher.clone(), &c.topology),

@@ -9,53 +9,15 @@
 //! identifier (one lookup, nothing else when nothing changed) and never creates a second one.
 //!
 //! Two submissions of the same new guest handled at once would both find no contact and
-//! both create one; [`ContactLocks`] serialises the upserts of one identifier within a
-//! process. Replicas do not share it (see the README's limits).
-
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+//! both create one; the [`StripedLocks`] serialise the upserts of one identifier within a
+//! process. Replicas do not share them (see the README's limits).
 
 use serde_json::{json, Map, Value};
-use tokio::sync::{Mutex, MutexGuard};
 
+use super::locks::StripedLocks;
 use crate::genesys::contacts::{ExternalContact, IdentifierType};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::merge::Enrichment;
-
-/// Locks striped by identifier: upserts for the same email or phone run one at a time.
-pub struct ContactLocks {
-    stripes: Vec<Mutex<()>>,
-}
-
-impl Default for ContactLocks {
-    fn default() -> Self {
-        Self {
-            stripes: (0..64).map(|_| Mutex::new(())).collect(),
-        }
-    }
-}
-
-impl ContactLocks {
-    /// Holds the stripes of every identifier given (in index order, so two holders never
-    /// wait on each other crosswise).
-    async fn hold(&self, identifiers: &[&str]) -> Vec<MutexGuard<'_, ()>> {
-        let mut indexes: Vec<usize> = identifiers
-            .iter()
-            .map(|id| {
-                let mut hasher = DefaultHasher::new();
-                id.to_ascii_lowercase().hash(&mut hasher);
-                (hasher.finish() % self.stripes.len() as u64) as usize
-            })
-            .collect();
-        indexes.sort_unstable();
-        indexes.dedup();
-        let mut guards = Vec::with_capacity(indexes.len());
-        for index in indexes {
-            guards.push(self.stripes[index].lock().await);
-        }
-        guards
-    }
-}
 
 /// Finds, updates or creates the guest's contact and links it unless `linked` (the contact
 /// the conversation is linked to now) already is that contact; the contact id. A guest with
@@ -63,7 +25,7 @@ impl ContactLocks {
 /// redelivery would create another.
 pub async fn upsert_contact(
     genesys: &GenesysClient,
-    locks: &ContactLocks,
+    locks: &StripedLocks,
     conversation_id: &str,
     participant_id: &str,
     linked: Option<&str>,

@@ -6,6 +6,7 @@
 pub mod contact;
 pub mod decision;
 pub mod handle;
+pub mod locks;
 pub mod outage;
 pub mod process;
 

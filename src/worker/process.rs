@@ -2,16 +2,20 @@
 //! conversation (participant attributes; optionally the External Contact and a transfer to
 //! the tier's queue). No queue knowledge here; the worker turns the result into a decision.
 //!
-//! Every write is skipped when the conversation already shows it (attributes equal, a
-//! contact linked, the participant in the target queue), so a redelivery costs one `GET`.
+//! Every write is skipped when the conversation already shows it (attributes equal, the
+//! guest's contact linked, the participant in the target queue), so a redelivery costs one
+//! `GET` (and one contact lookup with External Contacts). Submissions of one conversation
+//! run one at a time within a process, so two deliveries at once cannot both see "not
+//! transferred yet".
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::contact::{upsert_contact, ContactLocks};
+use super::contact::upsert_contact;
 use super::decision::{Done, Failure};
+use super::locks::StripedLocks;
 use crate::config::{OnUnavailable, RoutingMode};
 use crate::crm::{CrmOutcome, CustomerDirectory};
 use crate::genesys::model::MessageParticipant;
@@ -40,7 +44,9 @@ pub struct Processor<C> {
     /// Degrade or retry when the CRM is down.
     pub on_crm_unavailable: OnUnavailable,
     /// Serialises External Contact upserts per identifier.
-    pub contact_locks: ContactLocks,
+    pub contact_locks: StripedLocks,
+    /// Serialises the Genesys work of one conversation.
+    pub conversation_locks: StripedLocks,
 }
 
 impl<C: CustomerDirectory> Processor<C> {
@@ -54,6 +60,7 @@ impl<C: CustomerDirectory> Processor<C> {
         {
             return Err(Failure::CrmUnavailable);
         }
+        let _one_at_a_time = self.conversation_locks.hold(&[conversation_id]).await;
         let conversation = match self.genesys.get_message_conversation(conversation_id).await {
             Ok(conversation) => conversation,
             Err(GenesysError::NotFound { .. }) => return Err(Failure::ConversationNotFound),

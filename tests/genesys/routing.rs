@@ -119,6 +119,42 @@ async fn a_redelivery_with_a_better_answer_does_not_move_a_transferred_customer_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_submission_delivered_twice_at_once_transfers_once() {
+    let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
+    let gold = sim.seed_queue("Gold Support");
+    let overrides = [
+        ("PRECHAT__ROUTING__MODE", "transfer"),
+        ("PRECHAT__ROUTING__QUEUES__GOLD", "Gold Support"),
+    ];
+    let settings = test_settings(&sim, &unique_namespace("transfer-race"), &overrides);
+    let mut app = start(sim, settings, Roles::ALL).await;
+    app.sim
+        .seed_customer(customer("G", "gold@example.com", "+15551230002", "Gold"));
+    // Slow answers keep both copies in flight together.
+    app.sim.set_latency_ms(50);
+    let mut conversations = Vec::new();
+    for i in 0..5 {
+        let conversation = app.sim.seed_conversation(SeedConversation::default());
+        let id = format!("transfer-race-{i}");
+        let body = json!({"submissionId": id, "conversationId": conversation.id, "guest": {"email": "gold@example.com"}});
+        let text = body.to_string();
+        futures_util::future::join(
+            app.publish_raw(text.as_bytes(), &id),
+            app.publish_raw(text.as_bytes(), &id),
+        )
+        .await;
+        conversations.push(conversation.id);
+    }
+    assert!(app.drained_after_stop(Duration::from_secs(30)).await);
+    for id in &conversations {
+        let view = app.sim.conversation(id).unwrap();
+        assert_eq!(view.transfers, 1, "transferred exactly once: {view:?}");
+        assert_eq!(view.queue_id.as_deref(), Some(gold.as_str()));
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_routing_queue_genesys_does_not_know_fails_the_start_naming_the_key() {
     let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
     let settings = test_settings(
