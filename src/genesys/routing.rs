@@ -18,10 +18,17 @@ pub struct QueueEntity {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct QueueListing {
     #[serde(default)]
     entities: Vec<QueueEntity>,
+    #[serde(default)]
+    page_count: Option<u32>,
 }
+
+/// Pages of a name search read at most (a filter that is a prefix or wildcard in Genesys
+/// could list many queues before the exact one).
+const MAX_QUEUE_PAGES: u32 = 10;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,24 +37,35 @@ struct TransferToQueue<'a> {
 }
 
 impl GenesysClient {
-    /// The queue named exactly `name` (case-insensitive), if any.
+    /// The queue named exactly `name` (case-insensitive), if any, over the listing's pages.
     pub async fn find_queue_by_name(
         &self,
         name: &str,
     ) -> Result<Option<QueueEntity>, GenesysError> {
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("name", name)
-            .append_pair("pageSize", "25")
-            .append_pair("pageNumber", "1")
-            .finish();
-        let path = format!("/api/v2/routing/queues?{query}");
-        let listing: QueueListing = self
-            .call_json("routing_queues", Method::GET, &path, None::<&()>)
-            .await?;
-        Ok(listing
-            .entities
-            .into_iter()
-            .find(|q| q.name.eq_ignore_ascii_case(name)))
+        for page in 1..=MAX_QUEUE_PAGES {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("name", name)
+                .append_pair("pageSize", "100")
+                .append_pair("pageNumber", &page.to_string())
+                .finish();
+            let path = format!("/api/v2/routing/queues?{query}");
+            let listing: QueueListing = self
+                .call_json("routing_queues", Method::GET, &path, None::<&()>)
+                .await?;
+            let last =
+                listing.page_count.is_none_or(|count| page >= count) || listing.entities.is_empty();
+            if let Some(queue) = listing
+                .entities
+                .into_iter()
+                .find(|q| q.name.eq_ignore_ascii_case(name))
+            {
+                return Ok(Some(queue));
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Transfers the participant to the queue (blind transfer; 202).
