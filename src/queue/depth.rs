@@ -143,6 +143,19 @@ impl ManagementApi {
             .expect("an http(s) URL has a path")
             .pop_if_empty()
             .extend(["api", "bindings", &self.vhost, "e", exchange, "q", queue]);
+        let bindings: Option<Vec<Binding>> = self.get_json(url).await?;
+        Ok(bindings
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| b.routing_key)
+            .collect())
+    }
+
+    /// `GET` a management API resource as JSON; `None` when it does not exist (404).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Option<T>, DepthError> {
         let failed = |e: reqwest::Error| DepthError::Management(e.without_url().to_string());
         let response = self
             .http
@@ -152,12 +165,10 @@ impl ManagementApi {
             .await
             .map_err(failed)?;
         match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(Vec::new()),
-            status => return Err(DepthError::Management(format!("answered {status}"))),
+            StatusCode::OK => response.json().await.map(Some).map_err(failed),
+            StatusCode::NOT_FOUND => Ok(None),
+            status => Err(DepthError::Management(format!("answered {status}"))),
         }
-        let bindings: Vec<Binding> = response.json().await.map_err(failed)?;
-        Ok(bindings.into_iter().map(|b| b.routing_key).collect())
     }
 
     /// Ready and unacked counts of every queue.
@@ -170,20 +181,9 @@ impl ManagementApi {
     }
 
     async fn read_one(&self, queue: &str) -> Result<Reading, DepthError> {
-        let failed = |e: reqwest::Error| DepthError::Management(e.without_url().to_string());
-        let response = self
-            .http
-            .get(self.queue_url(queue))
-            .basic_auth(&self.username, Some(self.password.expose_secret()))
-            .send()
-            .await
-            .map_err(failed)?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(Reading::NoQueue),
-            status => return Err(DepthError::Management(format!("answered {status}"))),
-        }
-        let stats: QueueStats = response.json().await.map_err(failed)?;
+        let Some(stats) = self.get_json::<QueueStats>(self.queue_url(queue)).await? else {
+            return Ok(Reading::NoQueue);
+        };
         Ok(
             match (stats.messages_ready, stats.messages_unacknowledged) {
                 (Some(ready), unacked) => Reading::Counted { ready, unacked },
