@@ -5,9 +5,11 @@
 //! - `redelivery`: the same submissions published again (expected: the GET only);
 //! - `resolver`: no `conversationId`; seeded conversations carry `prechatSubmissionId`, and
 //!   the resolver's scans are shared by every waiting submission;
-//! - `external contacts`: `genesys.external_contacts.enabled`, consent given;
+//! - `external contacts`: `genesys.external_contacts.enabled`, consent given, each
+//!   conversation linked to an ephemeral contact first (as Genesys' identity resolution
+//!   does), then the same submissions again;
 //! - `transfer`: `routing.mode = transfer`, the CRM knows every guest as `gold`, the `gold`
-//!   queue configured by name.
+//!   queue configured by name, then the same submissions again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -73,8 +75,12 @@ pub async fn run(bench: &Bench) -> anyhow::Result<CallsResult> {
     modes.push(first);
     modes.push(redelivery);
     modes.push(resolver(bench, n).await?);
-    modes.push(external_contacts(bench, n).await?);
-    modes.push(transfer(bench, n).await?);
+    let (first, redelivery) = external_contacts(bench, n).await?;
+    modes.push(first);
+    modes.push(redelivery);
+    let (first, redelivery) = transfer(bench, n).await?;
+    modes.push(first);
+    modes.push(redelivery);
     for mode in &modes {
         say(&format!(
             "calls {}: {:.2} per submission {:?}",
@@ -212,7 +218,7 @@ async fn resolver(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
     ))
 }
 
-async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
+async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<(Mode, Mode)> {
     let sim = prechat_sim::spawn(fast_sim()).await?;
     let rig = Rig::start(
         bench,
@@ -223,7 +229,12 @@ async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
     .await?;
     let bodies: Vec<_> = (0..n)
         .map(|i| {
-            let conversation = sim.seed_conversation(SeedConversation::default()).id;
+            let conversation = sim
+                .seed_conversation(SeedConversation {
+                    ephemeral_contact: true,
+                    ..SeedConversation::default()
+                })
+                .id;
             (
                 submission_body(i, &rig.id(i), Some(&conversation)),
                 rig.id(i),
@@ -232,18 +243,29 @@ async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
         .collect();
     let before = sim.stats();
     rig.publish_and_wait(&bodies).await?;
+    let middle = sim.stats();
+    rig.publish_and_wait(&bodies).await?;
     let after = sim.stats();
     rig.finish().await?;
-    Ok(delta(
-        "with External Contacts (consent, new guest)",
-        "6 (GET, PATCH, lookup by email, lookup by phone, create, link)",
-        n,
-        &before,
-        &after,
+    Ok((
+        delta(
+            "with External Contacts (consent, new guest, ephemeral link)",
+            "6 (GET, PATCH, lookup by email, lookup by phone, create, link)",
+            n,
+            &before,
+            &middle,
+        ),
+        delta(
+            "with External Contacts, redelivery",
+            "2 (GET, lookup by email; nothing written)",
+            n,
+            &middle,
+            &after,
+        ),
     ))
 }
 
-async fn transfer(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
+async fn transfer(bench: &Bench, n: usize) -> anyhow::Result<(Mode, Mode)> {
     let sim = prechat_sim::spawn(fast_sim()).await?;
     sim.seed_queue("Gold Support");
     sim.seed_queue("Standard Support");
@@ -280,22 +302,29 @@ async fn transfer(bench: &Bench, n: usize) -> anyhow::Result<Mode> {
         .collect();
     let before = sim.stats();
     rig.publish_and_wait(&bodies).await?;
+    let middle = sim.stats();
+    rig.publish_and_wait(&bodies).await?;
     let after = sim.stats();
-    let transferred = sim
-        .conversations()
-        .iter()
-        .filter(|c| c.transfers > 0)
-        .count();
+    let transfers: u32 = sim.conversations().iter().map(|c| c.transfers).sum();
     rig.finish().await?;
     anyhow::ensure!(
-        transferred == n,
-        "transfer mode: {transferred} of {n} conversations transferred"
+        transfers as usize == n,
+        "transfer mode: {transfers} transfers for {n} conversations (one each expected)"
     );
-    Ok(delta(
-        "with transfer (routing.mode = transfer)",
-        "3 (GET, PATCH, replace/queue)",
-        n,
-        &before,
-        &after,
+    Ok((
+        delta(
+            "with transfer (routing.mode = transfer)",
+            "3 (GET, PATCH, replace/queue)",
+            n,
+            &before,
+            &middle,
+        ),
+        delta(
+            "with transfer, redelivery",
+            "1 (GET; already in the queue)",
+            n,
+            &middle,
+            &after,
+        ),
     ))
 }
