@@ -288,8 +288,11 @@ impl Resolver {
         let deadline = chrono::Duration::from_std(self.settings.deadline).unwrap_or_default();
         let expired: Vec<String> = waiting
             .iter()
+            // A matched one whose republish failed is not expired: it is retried next poll.
             .filter(|(_, w)| {
-                now >= headers::deadline_start(w.submission.submitted_at, &w.headers) + deadline
+                w.submission.conversation_id.is_none()
+                    && now
+                        >= headers::deadline_start(w.submission.submitted_at, &w.headers) + deadline
             })
             .map(|(id, _)| id.clone())
             .collect();

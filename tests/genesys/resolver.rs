@@ -112,3 +112,76 @@ async fn of_two_resolvers_only_one_scans_and_the_other_takes_over_when_it_stops(
     standby.stop().await;
     active.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_match_the_broker_refuses_to_take_stays_held_and_lands_when_it_takes_it_again() {
+    // A short deadline: a held, matched submission must not expire while its republish is
+    // refused.
+    let app = spawn_app_with(
+        "resolver-refused",
+        fast_sim(),
+        &[("PRECHAT__WORKER__DEADLINE_SECS", "3")],
+    )
+    .await;
+    // The work queue loses its binding: the resolver's republish (mandatory) is returned
+    // unroutable, as a broken topology would. The submission goes to the awaiting queue
+    // directly (the worker would have put it there).
+    let channel = app.broker.channel().await.unwrap();
+    let (queue, exchange) = (
+        app.topology.submissions_queue(),
+        app.topology.ingest_exchange(),
+    );
+    channel
+        .queue_unbind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "submission".into(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({"submissionId": id, "guest": {"email": "held@example.com"}});
+    channel.confirm_select(Default::default()).await.unwrap();
+    channel
+        .basic_publish(
+            exchange.as_str().into(),
+            "awaiting".into(),
+            Default::default(),
+            body.to_string().as_bytes(),
+            prechat_enricher::queue::headers::json_properties(&id, Default::default()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let conversation = app.sim.seed_conversation(correlated(&id)).id;
+    // Several polls match it and have the republish refused, past the deadline.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        app.dead_letters().await.is_empty(),
+        "neither expired nor lost"
+    );
+    assert_eq!(
+        app.sim
+            .conversation(&conversation)
+            .unwrap()
+            .attribute_patches,
+        0,
+        "not enriched while the work queue is unreachable"
+    );
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "submission".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let attributes = wait_enriched(&app, &conversation, Duration::from_secs(20)).await;
+    assert_eq!(attributes["prechatSubmissionId"], id);
+    assert!(app.dead_letters().await.is_empty());
+    app.cleanup().await;
+}
