@@ -44,6 +44,18 @@ pub async fn scope<F: Future>(traceparent: String, work: F) -> F::Output {
     TRACEPARENT.scope(traceparent, work).await
 }
 
+/// Runs `work` for one submission: in its `submission` log span (id and trace as fields) and
+/// with its trace current, so every log line and outgoing call carries it.
+pub async fn in_submission<F: Future>(
+    submission_id: &str,
+    traceparent: String,
+    work: F,
+) -> F::Output {
+    use tracing::Instrument;
+    let span = tracing::info_span!("submission", submission.id = submission_id, traceparent = %traceparent);
+    scope(traceparent, work.instrument(span)).await
+}
+
 /// The `traceparent` for an outgoing call of the current trace: same trace id, a new span id.
 pub fn outgoing() -> Option<String> {
     TRACEPARENT

@@ -21,7 +21,6 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::genesys::search::SearchRow;
 use crate::genesys::GenesysClient;
@@ -310,7 +309,7 @@ impl Resolver {
     async fn forward(&self, held: Waiting) -> Result<(), Waiting> {
         let id = held.submission.submission_id.clone();
         let traceparent = trace_of(&held.headers);
-        traced(&id, traceparent, self.forward_now(held)).await
+        crate::trace::in_submission(&id, traceparent, self.forward_now(held)).await
     }
 
     async fn forward_now(&self, held: Waiting) -> Result<(), Waiting> {
@@ -379,7 +378,7 @@ impl Resolver {
         dead: DeadLetter,
         at: Option<DateTime<Utc>>,
     ) -> bool {
-        traced(
+        crate::trace::in_submission(
             submission_id,
             trace_of(&headers),
             self.dead_letter_now(delivery, submission_id, body, headers, dead, at),
@@ -444,17 +443,6 @@ impl Resolver {
 /// The `traceparent` a held submission carries (set when it was admitted).
 fn trace_of(headers: &FieldTable) -> String {
     headers.text(headers::TRACEPARENT).unwrap_or_default()
-}
-
-/// Runs `work` in the submission's span and trace, so its log lines carry the trace like
-/// the worker's.
-async fn traced<F: std::future::Future>(
-    submission_id: &str,
-    traceparent: String,
-    work: F,
-) -> F::Output {
-    let span = tracing::info_span!("submission", submission.id = submission_id, traceparent = %traceparent);
-    crate::trace::scope(traceparent, work.instrument(span)).await
 }
 
 /// `prechatSubmissionId` → conversation id, over every participant of every row (the

@@ -12,7 +12,6 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
-use tracing::Instrument;
 
 use super::decision::{decide, Attempt, DeadLetter, Decision, ErrorClass, RetryPolicy};
 use super::process::Processor;
@@ -62,18 +61,14 @@ impl<C: CustomerDirectory> WorkerContext<C> {
         // it through retries and dead-lettering.
         let traceparent = crate::trace::or_new(headers.text(headers::TRACEPARENT).as_deref());
         headers.set_text(headers::TRACEPARENT, traceparent.clone());
-        let span = tracing::info_span!(
-            "submission",
-            submission.id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.as_str())
-                .unwrap_or(""),
-            traceparent = %traceparent,
-        );
+        let submission_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
         let work = AssertUnwindSafe(self.handle_inner(&delivery, headers)).catch_unwind();
-        if crate::trace::scope(traceparent, work.instrument(span))
+        if crate::trace::in_submission(&submission_id, traceparent, work)
             .await
             .is_err()
         {

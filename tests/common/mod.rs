@@ -238,12 +238,19 @@ impl TestApp {
 
     /// Publishes a raw body straight to the ingest exchange, as a web tier may.
     pub async fn publish_raw(&self, body: &[u8], message_id: &str) {
+        self.publish_raw_with_key("submission", body, message_id)
+            .await;
+    }
+
+    /// Publishes a raw body to the ingest exchange with another routing key (`awaiting`
+    /// puts it straight into the awaiting queue), confirmed.
+    pub async fn publish_raw_with_key(&self, routing_key: &str, body: &[u8], message_id: &str) {
         let channel = self.broker.channel().await.unwrap();
         channel.confirm_select(Default::default()).await.unwrap();
         channel
             .basic_publish(
                 self.topology.ingest_exchange().as_str().into(),
-                "submission".into(),
+                routing_key.into(),
                 Default::default(),
                 body,
                 json_properties(message_id, FieldTable::default()),

@@ -142,19 +142,8 @@ async fn a_match_the_broker_refuses_to_take_stays_held_and_lands_when_it_takes_i
         .unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     let body = json!({"submissionId": id, "guest": {"email": "held@example.com"}});
-    channel.confirm_select(Default::default()).await.unwrap();
-    channel
-        .basic_publish(
-            exchange.as_str().into(),
-            "awaiting".into(),
-            Default::default(),
-            body.to_string().as_bytes(),
-            prechat_enricher::queue::headers::json_properties(&id, Default::default()),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    app.publish_raw_with_key("awaiting", body.to_string().as_bytes(), &id)
+        .await;
     let conversation = app.sim.seed_conversation(correlated(&id)).id;
     // Several polls match it and have the republish refused, past the deadline.
     tokio::time::sleep(Duration::from_secs(5)).await;
