@@ -1,4 +1,6 @@
-//! Typed settings, layered the way operators expect: `config/default.toml`, then
+//! Typed settings, layered the way operators expect: the built-in defaults (the shipped
+//! `config/default.toml`, compiled in), then a `default.toml` in the config directory when
+//! present, then
 //! `config/{PRECHAT_ENV}.toml`, then the tutorials' variable names (`GENESYS_CLIENT_ID`, …),
 //! then `PRECHAT__SECTION__KEY` variables. A `.env` file is read first when present.
 //!
@@ -12,6 +14,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+/// The shipped defaults, compiled in: the binary needs no file to start.
+const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Old variable names from the tutorials this product replaces, mapped to their keys.
 const ALIASES: [(&str, &str); 4] = [
@@ -315,8 +320,11 @@ impl Settings {
                 .separator("__")
                 .source(Some(source))
         };
+        // The built-in defaults are the shipped `config/default.toml`, compiled in, so the
+        // binary runs outside the repository; a `default.toml` in `dir` is optional on top.
         let mut builder = config::Config::builder()
-            .add_source(config::File::from(dir.join("default.toml")).required(true));
+            .add_source(config::File::from_str(BUILT_IN_DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from(dir.join("default.toml")).required(false));
         if !profile.is_empty() {
             builder = builder
                 .add_source(config::File::from(dir.join(format!("{profile}.toml"))).required(true));

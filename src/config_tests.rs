@@ -156,3 +156,15 @@ fn the_management_url_follows_the_first_amqp_url_unless_given_or_empty() {
     );
     assert_eq!(url(&[("PRECHAT__AMQP__MANAGEMENT_URL", "")]), None);
 }
+
+#[test]
+fn the_built_in_defaults_need_no_config_directory() {
+    let empty = std::env::temp_dir().join(format!("prechat-no-config-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let env = [("PRECHAT__AMQP__NAMESPACE".to_string(), "elsewhere".to_string())].into();
+    let settings = Settings::load_from(&empty, &env).unwrap();
+    std::fs::remove_dir_all(&empty).ok();
+    assert_eq!(settings.genesys.requests_per_minute, 300);
+    assert_eq!(settings.worker.concurrency, 8);
+    assert_eq!(settings.amqp.namespace, "elsewhere");
+}
