@@ -76,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Topology {
             action: TopologyAction::Declare,
         } => {
-            let components = Components::build(settings)?;
+            let components = Components::build(settings, Roles::BROKER)?;
             components
                 .topology
                 .declare(&components.publish_broker)
@@ -164,7 +164,7 @@ async fn serve(
 }
 
 async fn check(settings: Settings) -> anyhow::Result<i32> {
-    let components = Components::build(settings)?;
+    let components = Components::build(settings, Roles::ALL)?;
     println!("config: ok");
     let mut failures = 0;
     match components.topology.check(&components.publish_broker).await {

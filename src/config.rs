@@ -37,6 +37,38 @@ fn list_key(var: &str) -> Option<&'static str> {
     })
 }
 
+/// Which parts of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP ingest.
+    pub ingest: bool,
+    /// The consuming workers (and the resolver).
+    pub worker: bool,
+}
+
+impl Roles {
+    /// Ingest and workers (`serve`).
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        worker: true,
+    };
+    /// `ingest` only.
+    pub const INGEST: Roles = Roles {
+        ingest: true,
+        worker: false,
+    };
+    /// `worker` only.
+    pub const WORKER: Roles = Roles {
+        ingest: false,
+        worker: true,
+    };
+    /// Neither: the broker alone (`topology declare`).
+    pub const BROKER: Roles = Roles {
+        ingest: false,
+        worker: false,
+    };
+}
+
 /// Every setting of the service.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -323,7 +355,10 @@ impl Settings {
         // The built-in defaults are the shipped `config/default.toml`, compiled in, so the
         // binary runs outside the repository; a `default.toml` in `dir` is optional on top.
         let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(BUILT_IN_DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(
+                BUILT_IN_DEFAULTS,
+                config::FileFormat::Toml,
+            ))
             .add_source(config::File::from(dir.join("default.toml")).required(false));
         if !profile.is_empty() {
             builder = builder
@@ -344,127 +379,40 @@ impl Settings {
         builder.build()?.try_deserialize()
     }
 
-    /// Checks what the service needs before it touches anything.
+    /// Checks what every role needs before anything is touched (`serve` runs both roles).
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        let bad = |key, reason: &str| {
-            Err(InvalidSetting {
-                key,
-                reason: reason.to_string(),
-            })
-        };
-        if self.amqp.url.is_empty() {
-            return bad("amqp.url", "at least one AMQP URL is required");
-        }
-        for url in &self.amqp.url {
-            let url = url.expose_secret();
-            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                return bad("amqp.url", "must start with amqp:// or amqps://");
-            }
-        }
-        if self.amqp.namespace.is_empty()
-            || !self
-                .amqp
-                .namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return bad(
-                "amqp.namespace",
-                "must be non-empty letters, digits, '-', '_' or '.'",
-            );
-        }
-        if self.amqp.retry_delays_secs.is_empty()
-            || self.amqp.retry_delays_secs.windows(2).any(|w| w[0] >= w[1])
-            || self.amqp.retry_delays_secs[0] == 0
-        {
-            return bad(
-                "amqp.retry_delays_secs",
-                "must be positive and strictly ascending",
-            );
-        }
-        if let Some(management_url) = self.management_url() {
-            match reqwest::Url::parse(&management_url) {
-                Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-                    return bad("amqp.management_url", "must start with http:// or https://")
-                }
-                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
-                    return bad(
-                        "amqp.management_url",
-                        "must not hold credentials (those of amqp.url are used)",
-                    )
-                }
-                Ok(_) => {}
-                Err(_) => return bad("amqp.management_url", "not a URL"),
-            }
-        }
-        if self.ingest.request_timeout_ms <= self.amqp.publish_timeout_ms {
-            return bad(
-                "ingest.request_timeout_ms",
-                "must be longer than amqp.publish_timeout_ms",
-            );
+        self.validate_for(Roles::ALL)
+    }
+
+    /// Checks what the given roles need, and only that: the ingest needs no Genesys
+    /// credentials, a worker no ingest tokens.
+    pub fn validate_for(&self, roles: Roles) -> Result<(), InvalidSetting> {
+        self.amqp.validate()?;
+        if let Some(url) = self.management_url() {
+            check_management_url(&url)?;
         }
         if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<SocketAddr>().is_err() {
-            return bad("metrics.bind", "not an address such as 0.0.0.0:9090");
+            return invalid("metrics.bind", "not an address such as 0.0.0.0:9090");
         }
-        if self.ingest.auth_tokens.is_empty() && !self.ingest.allow_unauthenticated {
-            return bad(
-                "ingest.auth_tokens",
-                "no token configured; set one, or ingest.allow_unauthenticated = true on purpose",
-            );
+        if roles.ingest {
+            self.ingest.validate()?;
+            if self.ingest.request_timeout_ms <= self.amqp.publish_timeout_ms {
+                return invalid(
+                    "ingest.request_timeout_ms",
+                    "must be longer than amqp.publish_timeout_ms",
+                );
+            }
         }
-        if self
-            .ingest
-            .auth_tokens
-            .iter()
-            .any(|t| t.expose_secret().trim().is_empty())
-        {
-            return bad("ingest.auth_tokens", "an empty token is not allowed");
-        }
-        if !self.ingest.default_phone_region.is_empty() && self.phone_region().is_none() {
-            return bad(
-                "ingest.default_phone_region",
-                "not an ISO 3166 alpha-2 region such as US or GB",
-            );
-        }
-        if self.worker.concurrency == 0 {
-            return bad("worker.concurrency", "must be at least 1");
-        }
-        if self.resolver.poll_interval_ms == 0 || self.resolver.max_waiting == 0 {
-            return bad(
-                "resolver.poll_interval_ms",
-                "poll interval and resolver.max_waiting must be positive",
-            );
-        }
-        if self.worker.max_attempts == 0 {
-            return bad("worker.max_attempts", "must be at least 1");
-        }
-        if self.worker.retry_base_ms == 0 || self.worker.retry_max_ms < self.worker.retry_base_ms {
-            return bad(
-                "worker.retry_max_ms",
-                "must be at least worker.retry_base_ms, which must be positive",
-            );
-        }
-        if reqwest::Url::parse(&self.crm.base_url).is_err() {
-            return bad("crm.base_url", "not a URL");
-        }
-        if self.genesys.client_id.trim().is_empty() {
-            return bad("genesys.client_id", "must be set (or GENESYS_CLIENT_ID)");
-        }
-        if self.genesys.client_secret.expose_secret().is_empty() {
-            return bad(
-                "genesys.client_secret",
-                "must be set (or GENESYS_CLIENT_SECRET)",
-            );
-        }
-        if self.genesys.requests_per_minute == 0 {
-            return bad("genesys.requests_per_minute", "must be at least 1");
-        }
-        for (key, url) in [
-            ("genesys.api_url", self.genesys_api_url()),
-            ("genesys.login_url", self.genesys_login_url()),
-        ] {
-            if reqwest::Url::parse(&url).is_err() {
-                return bad(key, "not a URL (check genesys.domain)");
+        if roles.worker {
+            self.worker.validate()?;
+            self.resolver.validate()?;
+            self.crm.validate()?;
+            self.genesys.validate()?;
+            if self.ingest.phone_region_invalid() {
+                return invalid(
+                    "ingest.default_phone_region",
+                    "not an ISO 3166 alpha-2 region such as US or GB",
+                );
             }
         }
         Ok(())
@@ -472,16 +420,12 @@ impl Settings {
 
     /// Genesys API base URL, without a trailing slash.
     pub fn genesys_api_url(&self) -> String {
-        base_or(&self.genesys.api_url, || {
-            format!("https://api.{}", self.genesys.domain)
-        })
+        self.genesys.api_base_url()
     }
 
     /// Genesys login base URL, without a trailing slash.
     pub fn genesys_login_url(&self) -> String {
-        base_or(&self.genesys.login_url, || {
-            format!("https://login.{}", self.genesys.domain)
-        })
+        self.genesys.login_base_url()
     }
 
     /// The management API's URL, `auto` resolved; `None` when disabled (empty).
@@ -508,16 +452,244 @@ impl Settings {
 
     /// The default phone region, parsed.
     pub fn phone_region(&self) -> Option<phonenumber::country::Id> {
-        self.ingest
-            .default_phone_region
-            .to_ascii_uppercase()
-            .parse()
-            .ok()
+        self.ingest.phone_region()
     }
 
     /// How long a publish may wait for its confirm.
     pub fn publish_timeout(&self) -> Duration {
-        Duration::from_millis(self.amqp.publish_timeout_ms)
+        self.amqp.publish_timeout()
+    }
+}
+
+fn invalid(key: &'static str, reason: &str) -> Result<(), InvalidSetting> {
+    Err(InvalidSetting {
+        key,
+        reason: reason.to_string(),
+    })
+}
+
+fn check_management_url(management_url: &str) -> Result<(), InvalidSetting> {
+    let key = "amqp.management_url";
+    match reqwest::Url::parse(management_url) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            invalid(key, "must start with http:// or https://")
+        }
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => invalid(
+            key,
+            "must not hold credentials (those of amqp.url are used)",
+        ),
+        Ok(_) => Ok(()),
+        Err(_) => invalid(key, "not a URL"),
+    }
+}
+
+impl AmqpSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.url.is_empty() {
+            return invalid("amqp.url", "at least one AMQP URL is required");
+        }
+        for url in &self.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return invalid("amqp.url", "must start with amqp:// or amqps://");
+            }
+        }
+        let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if self.namespace.is_empty() || !self.namespace.chars().all(name_chars) {
+            return invalid(
+                "amqp.namespace",
+                "must be non-empty letters, digits, '-', '_' or '.'",
+            );
+        }
+        let delays = &self.retry_delays_secs;
+        if delays.is_empty() || delays.windows(2).any(|w| w[0] >= w[1]) || delays[0] == 0 {
+            return invalid(
+                "amqp.retry_delays_secs",
+                "must be positive and strictly ascending",
+            );
+        }
+        Ok(())
+    }
+
+    /// How long a publish may wait for its confirm.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+impl IngestSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.auth_tokens.is_empty() && !self.allow_unauthenticated {
+            return invalid(
+                "ingest.auth_tokens",
+                "no token configured; set one, or ingest.allow_unauthenticated = true on purpose",
+            );
+        }
+        if self
+            .auth_tokens
+            .iter()
+            .any(|t| t.expose_secret().trim().is_empty())
+        {
+            return invalid("ingest.auth_tokens", "an empty token is not allowed");
+        }
+        if self.phone_region_invalid() {
+            return invalid(
+                "ingest.default_phone_region",
+                "not an ISO 3166 alpha-2 region such as US or GB",
+            );
+        }
+        Ok(())
+    }
+
+    fn phone_region_invalid(&self) -> bool {
+        !self.default_phone_region.is_empty() && self.phone_region().is_none()
+    }
+
+    /// The default phone region, parsed.
+    pub fn phone_region(&self) -> Option<phonenumber::country::Id> {
+        self.default_phone_region.to_ascii_uppercase().parse().ok()
+    }
+
+    /// How long one request may take.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl WorkerSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.concurrency == 0 {
+            return invalid("worker.concurrency", "must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            return invalid("worker.max_attempts", "must be at least 1");
+        }
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            return invalid(
+                "worker.retry_max_ms",
+                "must be at least worker.retry_base_ms, which must be positive",
+            );
+        }
+        Ok(())
+    }
+
+    /// How long messages in hand may take to finish on shutdown.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// How long after its start a submission may wait for its conversation.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_secs(self.deadline_secs)
+    }
+
+    /// First retry delay.
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms)
+    }
+
+    /// Longest retry delay.
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms)
+    }
+
+    /// Time between probes while a dependency is out.
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_millis(self.probe_interval_ms)
+    }
+}
+
+impl ResolverSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.poll_interval_ms == 0 || self.max_waiting == 0 {
+            return invalid(
+                "resolver.poll_interval_ms",
+                "poll interval and resolver.max_waiting must be positive",
+            );
+        }
+        Ok(())
+    }
+
+    /// Time between scans.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// How far before the oldest waiting submission a scan starts.
+    pub fn lookback_margin(&self) -> Duration {
+        Duration::from_secs(self.lookback_margin_secs)
+    }
+}
+
+impl CrmSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if reqwest::Url::parse(&self.base_url).is_err() {
+            return invalid("crm.base_url", "not a URL");
+        }
+        Ok(())
+    }
+
+    /// How long one lookup may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// How long a lookup's answer is reused.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+}
+
+impl GenesysSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.client_id.trim().is_empty() {
+            return invalid("genesys.client_id", "must be set (or GENESYS_CLIENT_ID)");
+        }
+        if self.client_secret.expose_secret().is_empty() {
+            return invalid(
+                "genesys.client_secret",
+                "must be set (or GENESYS_CLIENT_SECRET)",
+            );
+        }
+        if self.requests_per_minute == 0 {
+            return invalid("genesys.requests_per_minute", "must be at least 1");
+        }
+        for (key, url) in [
+            ("genesys.api_url", self.api_base_url()),
+            ("genesys.login_url", self.login_base_url()),
+        ] {
+            if reqwest::Url::parse(&url).is_err() {
+                return invalid(key, "not a URL (check genesys.domain)");
+            }
+        }
+        Ok(())
+    }
+
+    /// API base URL, without a trailing slash.
+    pub fn api_base_url(&self) -> String {
+        base_or(&self.api_url, || format!("https://api.{}", self.domain))
+    }
+
+    /// Login base URL, without a trailing slash.
+    pub fn login_base_url(&self) -> String {
+        base_or(&self.login_url, || format!("https://login.{}", self.domain))
+    }
+
+    /// How long one call may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// How long before expiry a cached token is renewed.
+    pub fn token_refresh_margin(&self) -> Duration {
+        Duration::from_secs(self.token_refresh_margin_secs)
+    }
+}
+
+impl MetricsSettings {
+    /// Time between queue depth polls (zero = no polling).
+    pub fn queue_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.queue_poll_interval_ms)
     }
 }
 

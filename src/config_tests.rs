@@ -161,10 +161,47 @@ fn the_management_url_follows_the_first_amqp_url_unless_given_or_empty() {
 fn the_built_in_defaults_need_no_config_directory() {
     let empty = std::env::temp_dir().join(format!("prechat-no-config-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let env = [("PRECHAT__AMQP__NAMESPACE".to_string(), "elsewhere".to_string())].into();
+    let env = [(
+        "PRECHAT__AMQP__NAMESPACE".to_string(),
+        "elsewhere".to_string(),
+    )]
+    .into();
     let settings = Settings::load_from(&empty, &env).unwrap();
     std::fs::remove_dir_all(&empty).ok();
     assert_eq!(settings.genesys.requests_per_minute, 300);
     assert_eq!(settings.worker.concurrency, 8);
     assert_eq!(settings.amqp.namespace, "elsewhere");
+}
+
+#[test]
+fn each_role_checks_only_the_secrets_it_uses() {
+    // Defaults: no ingest token and no Genesys credentials.
+    let settings = load(&[]).unwrap();
+    assert_eq!(
+        settings.validate_for(Roles::INGEST).unwrap_err().key,
+        "ingest.auth_tokens"
+    );
+    assert_eq!(
+        settings.validate_for(Roles::WORKER).unwrap_err().key,
+        "genesys.client_id"
+    );
+    assert!(settings.validate_for(Roles::BROKER).is_ok());
+
+    let ingest_only = load(&[("PRECHAT__INGEST__AUTH_TOKENS", "tok-a")]).unwrap();
+    assert!(ingest_only.validate_for(Roles::INGEST).is_ok());
+    assert_eq!(
+        ingest_only.validate_for(Roles::ALL).unwrap_err().key,
+        "genesys.client_id"
+    );
+
+    let worker_only = load(&[
+        ("PRECHAT__GENESYS__CLIENT_ID", "id"),
+        ("PRECHAT__GENESYS__CLIENT_SECRET", "secret"),
+    ])
+    .unwrap();
+    assert!(worker_only.validate_for(Roles::WORKER).is_ok());
+    assert_eq!(
+        worker_only.validate_for(Roles::ALL).unwrap_err().key,
+        "ingest.auth_tokens"
+    );
 }

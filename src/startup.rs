@@ -1,11 +1,10 @@
 //! Building the application from settings, and running it until shutdown.
 //!
-//! `Application::build` wires every component from config (binding the ingest's port, 0
-//! allowed, so tests run many apps side by side) and `run_until_stopped` runs the roles
-//! asked for until the shutdown token is cancelled.
+//! `Application::build` builds every component of the roles asked for from config, binds
+//! their ports and resolves the routing queues; `run_until_stopped` only spawns them and
+//! waits for the shutdown token.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,40 +25,16 @@ use crate::privacy::SessionHasher;
 use crate::queue::connection::Reconnect;
 use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
+use crate::queue::topology::Declared;
 use crate::queue::{Broker, Publisher, Topology};
-use crate::resolver::{Resolver, ResolverSettings};
+use crate::resolver::{Resolver, ResolverOptions};
 use crate::worker::decision::RetryPolicy;
 use crate::worker::locks::StripedLocks;
 use crate::worker::outage::OutageGuard;
 use crate::worker::process::Processor;
 use crate::worker::{Worker, WorkerContext};
 
-/// Which parts of the service a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roles {
-    /// The HTTP ingest.
-    pub ingest: bool,
-    /// The consuming workers.
-    pub worker: bool,
-}
-
-impl Roles {
-    /// Ingest and workers (`serve`).
-    pub const ALL: Roles = Roles {
-        ingest: true,
-        worker: true,
-    };
-    /// `ingest` only.
-    pub const INGEST: Roles = Roles {
-        ingest: true,
-        worker: false,
-    };
-    /// `worker` only.
-    pub const WORKER: Roles = Roles {
-        ingest: false,
-        worker: true,
-    };
-}
+pub use crate::config::Roles;
 
 /// The components every role is built from.
 pub struct Components {
@@ -84,9 +59,9 @@ pub struct Components {
 }
 
 impl Components {
-    /// Builds every client from settings; connects nothing yet.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        settings.validate()?;
+    /// Builds every client from settings checked for `roles`; connects nothing yet.
+    pub fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        settings.validate_for(roles)?;
         install_crypto_provider();
         let metrics = Arc::new(Metrics::new());
         let ca_pem = settings.tls.ca_pem()?;
@@ -110,12 +85,12 @@ impl Components {
             &settings.genesys_login_url(),
             settings.genesys.client_id.clone(),
             settings.genesys.client_secret.clone(),
-            Duration::from_secs(settings.genesys.token_refresh_margin_secs),
+            settings.genesys.token_refresh_margin(),
             metrics.clone(),
         );
         let genesys_config = GenesysConfig {
             api_url: settings.genesys_api_url(),
-            timeout: Duration::from_millis(settings.genesys.timeout_ms),
+            timeout: settings.genesys.timeout(),
         };
         let genesys = Arc::new(GenesysClient::new(
             http.clone(),
@@ -127,8 +102,8 @@ impl Components {
         let crm_config = CrmClientConfig {
             base_url: &settings.crm.base_url,
             api_key: settings.crm.api_key.clone(),
-            timeout: Duration::from_millis(settings.crm.timeout_ms),
-            cache_ttl: Duration::from_secs(settings.crm.cache_ttl_secs),
+            timeout: settings.crm.timeout(),
+            cache_ttl: settings.crm.cache_ttl(),
         };
         let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
         let publish_broker = Broker::with_ca(
@@ -191,46 +166,62 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A built, not yet running, service.
+/// A built, not yet running, service: every component of the roles asked for, listeners
+/// bound, routes resolved. Running it only spawns and waits.
 pub struct Application {
     components: Components,
-    routes: RouteTable,
-    roles: Roles,
-    listener: Option<tokio::net::TcpListener>,
-    ingest_addr: Option<SocketAddr>,
+    declared: Declared,
+    ingest: Option<(tokio::net::TcpListener, axum::Router)>,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    poller: Option<DepthPoller>,
+    worker: Option<Worker<CrmClient>>,
+    resolver: Option<Resolver>,
 }
 
 impl Application {
-    /// Builds the components and binds the ingest's port when the ingest role runs.
+    /// Builds the components of `roles`, binds their ports (0 picks a free one, so tests run
+    /// many apps side by side) and resolves the routing queues. Whatever can fail fails here,
+    /// before any task runs.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
-        let components = Components::build(settings)?;
-        let (listener, ingest_addr) = if roles.ingest {
-            let bind = components.settings.ingest.bind;
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("binding ingest.bind = {bind}"))?;
-            let addr = listener.local_addr()?;
-            (Some(listener), Some(addr))
+        let c = Components::build(settings, roles)?;
+        let declared = Declared::default();
+        let ingest = match roles.ingest {
+            true => Some((
+                bind(c.settings.ingest.bind, "ingest.bind").await?,
+                ingest_router(&c, &declared),
+            )),
+            false => None,
+        };
+        let metrics_listener = match c.settings.metrics.bind.as_str() {
+            "" => None,
+            address => Some(bind(address, "metrics.bind").await?),
+        };
+        let poller = (c.settings.metrics.queue_poll_interval_ms > 0)
+            .then(|| depth_poller(&c))
+            .transpose()?;
+        let (worker, resolver) = if roles.worker {
+            let routes = c.resolve_routes().await?;
+            let resolver = c.settings.resolver.enabled.then(|| resolver(&c));
+            (Some(worker(&c, routes)), resolver)
         } else {
             (None, None)
         };
-        let routes = if roles.worker {
-            components.resolve_routes().await?
-        } else {
-            RouteTable::empty()
-        };
         Ok(Self {
-            components,
-            routes,
-            roles,
-            listener,
-            ingest_addr,
+            components: c,
+            declared,
+            ingest,
+            metrics_listener,
+            poller,
+            worker,
+            resolver,
         })
     }
 
     /// The ingest's address (with the port actually bound).
     pub fn ingest_addr(&self) -> Option<SocketAddr> {
-        self.ingest_addr
+        self.ingest
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// This process's metrics.
@@ -240,157 +231,57 @@ impl Application {
 
     /// Runs until `shutdown` is cancelled, then stops in order: no new requests or messages,
     /// messages in hand finished (within `worker.shutdown_timeout_secs`), connections closed.
+    /// Consumers start once the topology is declared.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let c = self.components;
-        let routes = self.routes;
-        // Whatever can fail fails here, before any task runs.
-        let poller = (c.settings.metrics.queue_poll_interval_ms > 0)
-            .then(|| depth_poller(&c))
-            .transpose()?;
-        let metrics_listener = match c.settings.metrics.bind.as_str() {
-            "" => None,
-            bind => Some(
-                tokio::net::TcpListener::bind(bind)
-                    .await
-                    .with_context(|| format!("binding metrics.bind = {bind}"))?,
-            ),
-        };
         let tasks = TaskTracker::new();
-        let topology_ready = Arc::new(AtomicBool::new(false));
-        let declared = CancellationToken::new();
-        {
-            let (topology, broker, ready, declared, shutdown) = (
-                c.topology.clone(),
-                c.publish_broker.clone(),
-                topology_ready.clone(),
-                declared.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(async move {
-                declare_until_done(&topology, &broker, &shutdown)
-                    .await
-                    .then(|| {
-                        ready.store(true, Ordering::Release);
-                        declared.cancel();
-                    })
-            });
-        }
-        if let Some(poller) = poller {
-            let (stop, declared) = (shutdown.clone(), declared.clone());
-            tasks.spawn(async move {
-                tokio::select! {
-                    _ = declared.cancelled() => poller.run(stop).await,
-                    _ = stop.cancelled() => {}
-                }
-            });
-        }
-        if let Some(listener) = metrics_listener {
-            tracing::info!(metrics.addr = %listener.local_addr()?, "metrics listening");
-            let (app, stop) = (crate::metrics::router(c.metrics.clone()), shutdown.clone());
-            tasks.spawn(async move {
-                let serve = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
-                if let Err(error) = serve.await {
-                    tracing::error!(%error, "metrics server failed");
-                }
-            });
-        }
-        if let Some(listener) = self.listener {
-            let state = Arc::new(IngestState {
-                tokens: TokenSet::new(
-                    c.settings.ingest.auth_tokens.clone(),
-                    c.settings.ingest.allow_unauthenticated,
-                ),
-                publisher: c.publisher.clone(),
-                topology: c.topology.clone(),
-                hasher: c.hasher.clone(),
-                phone_region: c.settings.phone_region(),
-                topology_ready: topology_ready.clone(),
-                metrics: c.metrics.clone(),
-                request_timeout: Duration::from_millis(c.settings.ingest.request_timeout_ms),
-            });
-            let app = router(state);
-            let stop = shutdown.clone();
-            tracing::info!(ingest.addr = %listener.local_addr()?, "ingest listening");
-            tasks.spawn(async move {
-                let serve = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
-                if let Err(error) = serve.await {
-                    tracing::error!(%error, "ingest server failed");
-                }
-            });
-        }
-        if self.roles.worker {
-            let context = Arc::new(WorkerContext {
-                processor: Processor {
-                    genesys: c.genesys.clone(),
-                    crm: c.crm.clone(),
-                    routes,
-                    routing_mode: c.settings.routing.mode,
-                    external_contacts: c.settings.genesys.external_contacts.enabled,
-                    on_crm_unavailable: c.settings.crm.on_unavailable,
-                    contact_locks: StripedLocks::default(),
-                    conversation_locks: StripedLocks::default(),
-                },
-                publisher: c.publisher.clone(),
-                events: EventPublisher::new(c.publisher.clone(), &c.topology),
-                topology: c.topology.clone(),
-                policy: RetryPolicy {
-                    max_attempts: c.settings.worker.max_attempts,
-                    base_delay: Duration::from_millis(c.settings.worker.retry_base_ms),
-                    max_delay: Duration::from_millis(c.settings.worker.retry_max_ms),
-                    deadline: Duration::from_secs(c.settings.worker.deadline_secs),
-                    outage_delay: Duration::from_millis(c.settings.worker.probe_interval_ms),
-                },
-                hasher: c.hasher.clone(),
-                phone_region: c.settings.phone_region(),
-                metrics: c.metrics.clone(),
-                outage: Arc::new(OutageGuard::new(c.settings.worker.outage_threshold)),
-            });
-            let worker = Worker::new(
-                context,
-                c.consume_broker.clone(),
-                c.settings.worker.concurrency,
-                Duration::from_secs(c.settings.worker.shutdown_timeout_secs),
-            );
-            let stop = shutdown.clone();
-            let worker_declared = declared.clone();
-            tasks.spawn(async move {
-                tokio::select! {
-                    _ = worker_declared.cancelled() => worker.run(stop).await,
-                    _ = stop.cancelled() => {}
-                }
-            });
-            if c.settings.resolver.enabled {
-                let resolver = Resolver {
-                    genesys: c.genesys.clone(),
-                    broker: c.consume_broker.clone(),
-                    publisher: c.publisher.clone(),
-                    events: EventPublisher::new(c.publisher.clone(), &c.topology),
-                    topology: c.topology.clone(),
-                    hasher: c.hasher.clone(),
-                    metrics: c.metrics.clone(),
-                    settings: ResolverSettings {
-                        poll_interval: Duration::from_millis(c.settings.resolver.poll_interval_ms),
-                        lookback_margin: Duration::from_secs(
-                            c.settings.resolver.lookback_margin_secs,
-                        ),
-                        deadline: Duration::from_secs(c.settings.worker.deadline_secs),
-                        max_waiting: c.settings.resolver.max_waiting,
-                    },
-                };
-                let stop = shutdown.clone();
-                tasks.spawn(async move {
-                    tokio::select! {
-                        _ = declared.cancelled() => resolver.run(stop).await,
-                        _ = stop.cancelled() => {}
-                    }
-                });
+        let (topology, broker, declared, stop) = (
+            c.topology.clone(),
+            c.publish_broker.clone(),
+            self.declared.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            if declare_until_done(&topology, &broker, &stop).await {
+                declared.set();
             }
+        });
+        if let Some((listener, app)) = self.ingest {
+            tracing::info!(ingest.addr = %listener.local_addr()?, "ingest listening");
+            tasks.spawn(serve(listener, app, shutdown.clone(), "ingest"));
+        }
+        if let Some(listener) = self.metrics_listener {
+            tracing::info!(metrics.addr = %listener.local_addr()?, "metrics listening");
+            let app = crate::metrics::router(c.metrics.clone());
+            tasks.spawn(serve(listener, app, shutdown.clone(), "metrics"));
+        }
+        if let Some(poller) = self.poller {
+            let stop = shutdown.clone();
+            tasks.spawn(after_declared(
+                self.declared.clone(),
+                shutdown.clone(),
+                poller.run(stop),
+            ));
+        }
+        if let Some(worker) = self.worker {
+            let stop = shutdown.clone();
+            tasks.spawn(after_declared(
+                self.declared.clone(),
+                shutdown.clone(),
+                worker.run(stop),
+            ));
+        }
+        if let Some(resolver) = self.resolver {
+            let stop = shutdown.clone();
+            tasks.spawn(after_declared(
+                self.declared.clone(),
+                shutdown.clone(),
+                resolver.run(stop),
+            ));
         }
         tasks.close();
         shutdown.cancelled().await;
-        let grace = Duration::from_secs(c.settings.worker.shutdown_timeout_secs + 5);
+        let grace = c.settings.worker.shutdown_timeout() + Duration::from_secs(5);
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!("some tasks did not stop in time");
         }
@@ -398,6 +289,113 @@ impl Application {
         c.publish_broker.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+async fn bind<A: tokio::net::ToSocketAddrs + std::fmt::Display>(
+    address: A,
+    key: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let described = address.to_string();
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {key} = {described}"))
+}
+
+/// Serves `app` until shutdown.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    what: &'static str,
+) {
+    let serving = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    if let Err(error) = serving.await {
+        tracing::error!(%error, server = what, "server failed");
+    }
+}
+
+/// Runs `task` once the topology is declared (unless shutdown comes first).
+async fn after_declared(
+    declared: Declared,
+    shutdown: CancellationToken,
+    task: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = declared.wait() => task.await,
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+fn ingest_router(c: &Components, declared: &Declared) -> axum::Router {
+    router(Arc::new(IngestState {
+        tokens: TokenSet::new(
+            c.settings.ingest.auth_tokens.clone(),
+            c.settings.ingest.allow_unauthenticated,
+        ),
+        publisher: c.publisher.clone(),
+        topology: c.topology.clone(),
+        hasher: c.hasher.clone(),
+        phone_region: c.settings.phone_region(),
+        declared: declared.clone(),
+        metrics: c.metrics.clone(),
+        request_timeout: c.settings.ingest.request_timeout(),
+    }))
+}
+
+fn worker(c: &Components, routes: RouteTable) -> Worker<CrmClient> {
+    let worker = &c.settings.worker;
+    let context = Arc::new(WorkerContext {
+        processor: Processor {
+            genesys: c.genesys.clone(),
+            crm: c.crm.clone(),
+            routes,
+            routing_mode: c.settings.routing.mode,
+            external_contacts: c.settings.genesys.external_contacts.enabled,
+            on_crm_unavailable: c.settings.crm.on_unavailable,
+            contact_locks: StripedLocks::default(),
+            conversation_locks: StripedLocks::default(),
+        },
+        publisher: c.publisher.clone(),
+        events: EventPublisher::new(c.publisher.clone(), &c.topology),
+        topology: c.topology.clone(),
+        policy: RetryPolicy {
+            max_attempts: worker.max_attempts,
+            base_delay: worker.retry_base(),
+            max_delay: worker.retry_max(),
+            deadline: worker.deadline(),
+            outage_delay: worker.probe_interval(),
+        },
+        hasher: c.hasher.clone(),
+        phone_region: c.settings.phone_region(),
+        metrics: c.metrics.clone(),
+        outage: Arc::new(OutageGuard::new(worker.outage_threshold)),
+    });
+    Worker::new(
+        context,
+        c.consume_broker.clone(),
+        worker.concurrency,
+        worker.shutdown_timeout(),
+    )
+}
+
+fn resolver(c: &Components) -> Resolver {
+    Resolver {
+        genesys: c.genesys.clone(),
+        broker: c.consume_broker.clone(),
+        publisher: c.publisher.clone(),
+        events: EventPublisher::new(c.publisher.clone(), &c.topology),
+        topology: c.topology.clone(),
+        hasher: c.hasher.clone(),
+        phone_region: c.settings.phone_region(),
+        metrics: c.metrics.clone(),
+        settings: ResolverOptions {
+            poll_interval: c.settings.resolver.poll_interval(),
+            lookback_margin: c.settings.resolver.lookback_margin(),
+            deadline: c.settings.worker.deadline(),
+            max_waiting: c.settings.resolver.max_waiting,
+        },
     }
 }
 
@@ -419,7 +417,7 @@ fn depth_poller(c: &Components) -> anyhow::Result<DepthPoller> {
         management,
         broker: c.consume_broker.clone(),
         metrics: c.metrics.clone(),
-        interval: Duration::from_millis(c.settings.metrics.queue_poll_interval_ms),
+        interval: c.settings.metrics.queue_poll_interval(),
     })
 }
 

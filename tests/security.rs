@@ -211,11 +211,10 @@ async fn amqps_and_https_work_with_the_ca_given_in_config() {
     ];
 
     // Without the CA, the TLS peers are not trusted.
-    let untrusted = Components::build(test_settings(
-        &sim,
-        &unique_namespace("no-ca"),
-        &tls_overrides,
-    ))
+    let untrusted = Components::build(
+        test_settings(&sim, &unique_namespace("no-ca"), &tls_overrides),
+        Roles::ALL,
+    )
     .unwrap();
     assert!(
         untrusted.genesys.check_credentials().await.is_err(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::letter::{Class, Letter};
-use crate::worker::decision::ErrorClass;
+use crate::queue::dead_letter::ErrorClass;
 
 /// `--since`: a point in time, or a duration before now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use lapin::BasicProperties;
 use serde::{Serialize, Serializer};
 
 use crate::privacy::{mask_email, mask_phone};
+use crate::queue::dead_letter::ErrorClass;
 use crate::queue::headers::{self, broker_death_reason, HeaderExt};
-use crate::worker::decision::ErrorClass;
 
 /// The `x-death` reason the broker's crash-loop guard records.
 const DELIVERY_LIMIT_REASON: &str = "delivery_limit";

@@ -29,8 +29,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Settings;
+use crate::queue::dead_letter::ErrorClass;
 use crate::queue::{Broker, Publisher, Topology};
-use crate::worker::decision::ErrorClass;
 use filter::{parse_class, parse_rate, parse_since, Filter, Since};
 use letter::Letter;
 use reader::{Scan, FAST_PREFETCH, PACED_PREFETCH};

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::letter::{Class, Letter};
 use super::replay::{Action, Report};
+use crate::queue::dead_letter::ErrorClass;
 use crate::queue::headers::timestamp;
-use crate::worker::decision::ErrorClass;
 
 /// Longest error message in a table cell (`--json` has it whole).
 const MESSAGE_CHARS: usize = 80;

@@ -1,6 +1,5 @@
 //! Routes of the ingest.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,7 +17,7 @@ use super::error::ApiError;
 use crate::metrics::{Metrics, StatusLabels};
 use crate::privacy::SessionHasher;
 use crate::queue::headers::{self, json_properties, HeaderExt};
-use crate::queue::topology::SUBMISSION_KEY;
+use crate::queue::topology::{Declared, SUBMISSION_KEY};
 use crate::queue::{PublishError, Publisher, Topology};
 use crate::submission::{parse_submission, Origin, ParseContext, MAX_BODY_BYTES};
 
@@ -35,7 +34,7 @@ pub struct IngestState {
     /// Region for phone numbers without `+`.
     pub phone_region: Option<phonenumber::country::Id>,
     /// Set once the topology is declared.
-    pub topology_ready: Arc<AtomicBool>,
+    pub declared: Declared,
     /// Metrics (also served here).
     pub metrics: Arc<Metrics>,
     /// Upper bound of one `POST /v1/submissions`.
@@ -164,7 +163,7 @@ fn traceparent(headers: &HeaderMap) -> String {
 }
 
 async fn ready(State(state): State<Arc<IngestState>>) -> Response {
-    let topology = state.topology_ready.load(Ordering::Acquire);
+    let topology = state.declared.is_set();
     let broker = topology && state.publisher.ready().await;
     let status = if broker {
         StatusCode::OK

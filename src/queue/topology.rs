@@ -121,10 +121,6 @@ impl Topology {
     pub fn events_exchange(&self) -> String {
         self.name("events")
     }
-    /// Delay buckets, ascending.
-    pub fn retry_delays_secs(&self) -> &[u64] {
-        &self.retry_delays_secs
-    }
     /// The smallest bucket that holds `delay_secs`, or the largest.
     pub fn bucket_for(&self, delay_secs: u64) -> u64 {
         let buckets = &self.retry_delays_secs;
@@ -133,6 +129,14 @@ impl Topology {
             .copied()
             .find(|b| *b >= delay_secs)
             .unwrap_or(buckets[buckets.len() - 1])
+    }
+    /// Where a retry after `delay` goes: the routing key of the smallest bucket that holds
+    /// it (or the largest), and the message's expiration in milliseconds, so that it returns
+    /// after `delay` exactly (at least 1 ms, at most the bucket's TTL).
+    pub fn retry_route(&self, delay: std::time::Duration) -> (String, String) {
+        let bucket = self.bucket_for(delay.as_secs_f64().ceil() as u64);
+        let expiration = delay.as_millis().clamp(1, u128::from(bucket) * 1000);
+        (Self::retry_key(bucket), expiration.to_string())
     }
     /// Every queue name, for depth metrics and cleanup.
     pub fn queues(&self) -> Vec<String> {
@@ -369,6 +373,36 @@ fn set_long(args: &mut FieldTable, key: &str, value: i64) {
     args.insert(ShortString::from(key), AMQPValue::LongLongInt(value));
 }
 
+/// Set once the topology is declared: the ingest reads it for `/readyz`, and every consumer
+/// waits for it before it starts.
+#[derive(Debug, Clone)]
+pub struct Declared(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Declared {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Declared {
+    /// Marks the topology declared.
+    pub fn set(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether it is.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until it is.
+    pub async fn wait(&self) {
+        let mut declared = self.0.subscribe();
+        // The sender lives in `self`, so the wait ends only when the flag is set.
+        let _ = declared.wait_for(|set| *set).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +432,22 @@ mod tests {
         assert_eq!(t.bucket_for(2), 5);
         assert_eq!(t.bucket_for(30), 30);
         assert_eq!(t.bucket_for(999), 30);
+    }
+
+    #[test]
+    fn a_retry_goes_to_the_bucket_that_holds_its_delay_and_expires_after_the_delay() {
+        let t = topology();
+        for (delay_ms, key, expiration) in [
+            (0, "1s", "1"),
+            (250, "1s", "250"),
+            (1000, "1s", "1000"),
+            (1001, "5s", "1001"),
+            (4200, "5s", "4200"),
+            (30_000, "30s", "30000"),
+            (45_000, "30s", "30000"),
+        ] {
+            let (k, e) = t.retry_route(std::time::Duration::from_millis(delay_ms));
+            assert_eq!((k.as_str(), e.as_str()), (key, expiration), "{delay_ms} ms");
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
@@ -27,13 +27,13 @@ use crate::genesys::GenesysClient;
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
 use crate::queue::connection::Reconnect;
+use crate::queue::dead_letter::{mark_dead, scrub_session_id, DeadLetter, ErrorClass};
 use crate::queue::events::{Event, EventPublisher, Outcome};
 use crate::queue::headers::{self, json_properties, HeaderExt};
+use crate::queue::inbound::{settle, Reader, Settle};
 use crate::queue::topology::SUBMISSION_KEY;
 use crate::queue::{Broker, BrokerError, Publisher, Topology};
-use crate::submission::{parse_submission, Origin, ParseContext, Submission};
-use crate::worker::decision::{DeadLetter, ErrorClass};
-use crate::worker::handle::mark_dead;
+use crate::submission::Submission;
 
 /// The participant attribute the web tier sets to the submission id.
 pub const CORRELATION_ATTRIBUTE: &str = "prechatSubmissionId";
@@ -42,7 +42,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Settings of the resolver.
 #[derive(Debug, Clone)]
-pub struct ResolverSettings {
+pub struct ResolverOptions {
     /// Time between scans while anything waits.
     pub poll_interval: Duration,
     /// How far before the oldest waiting submission the window starts (clock skew, and
@@ -66,12 +66,14 @@ pub struct Resolver {
     pub events: EventPublisher,
     /// Names.
     pub topology: Topology,
-    /// Session hashing (bodies are re-validated).
+    /// Session hashing (bodies are re-validated, as the workers validate them).
     pub hasher: SessionHasher,
+    /// Region for phone numbers without `+` (`ingest.default_phone_region`).
+    pub phone_region: Option<phonenumber::country::Id>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
-    pub settings: ResolverSettings,
+    pub settings: ResolverOptions,
 }
 
 struct Waiting {
@@ -136,42 +138,30 @@ impl Resolver {
     }
 
     async fn admit(&self, delivery: Delivery, waiting: &mut HashMap<String, Waiting>) {
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         // Held, forwarded or dead-lettered, a submission keeps one trace.
-        let traceparent = crate::trace::or_new(headers.text(headers::TRACEPARENT).as_deref());
-        headers.set_text(headers::TRACEPARENT, traceparent);
-        let origin = Origin::Queue {
-            message_id: delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.to_string()),
-            timestamp: None,
-        };
-        let context = ParseContext {
-            origin,
-            now: Utc::now(),
+        let reader = Reader {
             hasher: &self.hasher,
-            default_phone_region: None,
+            phone_region: self.phone_region,
         };
-        match parse_submission(&delivery.data, &context) {
+        let inbound = reader.read(&delivery, Utc::now());
+        let id = inbound.submission_id();
+        let headers = inbound.headers;
+        match inbound.parsed {
             Ok(submission) if submission.conversation_id.is_some() => {
                 let held = Waiting {
                     delivery,
                     submission,
                     headers,
                 };
-                let id = held.submission.submission_id.clone();
                 if let Err(held) = self.forward(held).await {
                     waiting.insert(id, held);
                 }
             }
             Ok(submission) => {
-                let id = submission.submission_id.clone();
                 // The same submission twice (a republish) is held once; the copy is dropped.
                 match waiting.entry(id) {
                     std::collections::hash_map::Entry::Occupied(_) => {
-                        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                        settle(&delivery.acker, Settle::Ack).await;
                     }
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         slot.insert(Waiting {
@@ -190,25 +180,13 @@ impl Resolver {
                     message: error.to_string(),
                     context_id: None,
                 };
-                let body = crate::worker::handle::scrub_session_id(&delivery.data, &self.hasher);
-                let id = delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.to_string())
-                    .unwrap_or_default();
+                let body = scrub_session_id(&delivery.data, &self.hasher);
                 if !self
                     .dead_letter(&delivery, &id, body, headers, dead, None)
                     .await
                 {
                     // Not held (it matches nothing): back to the queue, to be read again.
-                    let _ = delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        })
-                        .await;
+                    settle(&delivery.acker, Settle::Requeue).await;
                 }
             }
         }
@@ -328,7 +306,7 @@ impl Resolver {
         match published {
             Ok(()) => {
                 tracing::info!(submission.id = %submission.submission_id, conversation.id = conversation_id, "submission matched to its conversation");
-                let _ = held.delivery.acker.ack(BasicAckOptions::default()).await;
+                settle(&held.delivery.acker, Settle::Ack).await;
                 Ok(())
             }
             // Still held (unacked): the next poll tries again.
@@ -411,7 +389,7 @@ impl Resolver {
             tracing::warn!(%error, submission.id = submission_id, "dead letter not published; submission kept");
             return false;
         }
-        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        settle(&delivery.acker, Settle::Ack).await;
         let outcome = if dead.class == ErrorClass::Expired {
             Outcome::Expired
         } else {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::genesys::GenesysError;
+use crate::queue::dead_letter::{DeadLetter, ErrorClass};
 
 /// Why processing failed.
 #[derive(Debug, Clone)]
@@ -42,71 +43,6 @@ pub enum Done {
     },
     /// No conversation id yet: the submission waits in `prechat.awaiting`.
     AwaitingConversation,
-}
-
-/// Dead-letter classes (header `prechat-error-class`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// Not a valid submission.
-    InvalidPayload,
-    /// Genesys answered a 4xx other than 401/403/429.
-    GenesysRejected,
-    /// Genesys answered 403 (a missing permission).
-    GenesysForbidden,
-    /// No customer participant on the conversation.
-    ConversationNotFound,
-    /// Retryable failures until `worker.max_attempts`.
-    RetriesExhausted,
-    /// The deadline passed before the conversation could be found.
-    Expired,
-    /// The broker's crash-loop guard (`x-delivery-limit`).
-    DeliveryLimit,
-}
-
-impl ErrorClass {
-    /// Every class, for CLI validation and metrics.
-    pub const ALL: [ErrorClass; 7] = [
-        ErrorClass::InvalidPayload,
-        ErrorClass::GenesysRejected,
-        ErrorClass::GenesysForbidden,
-        ErrorClass::ConversationNotFound,
-        ErrorClass::RetriesExhausted,
-        ErrorClass::Expired,
-        ErrorClass::DeliveryLimit,
-    ];
-
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::InvalidPayload => "invalid_payload",
-            ErrorClass::GenesysRejected => "genesys_rejected",
-            ErrorClass::GenesysForbidden => "genesys_forbidden",
-            ErrorClass::ConversationNotFound => "conversation_not_found",
-            ErrorClass::RetriesExhausted => "retries_exhausted",
-            ErrorClass::Expired => "expired",
-            ErrorClass::DeliveryLimit => "delivery_limit",
-        }
-    }
-
-    /// Parses a header value.
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == value)
-    }
-}
-
-/// The error details a dead letter carries in its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// Class.
-    pub class: ErrorClass,
-    /// HTTP status of the failing call.
-    pub status: Option<u16>,
-    /// Genesys error code.
-    pub code: Option<String>,
-    /// A sentence.
-    pub message: String,
-    /// Genesys `contextId`.
-    pub context_id: Option<String>,
 }
 
 /// What to do with the message.

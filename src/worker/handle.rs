@@ -9,20 +9,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
-use lapin::types::FieldTable;
-use lapin::BasicProperties;
 
-use super::decision::{decide, Attempt, DeadLetter, Decision, ErrorClass, RetryPolicy};
+use super::decision::{decide, Attempt, Decision, Done, Failure, RetryPolicy};
+use super::follow_up::{event, follow_up, FollowUp};
 use super::process::Processor;
 use crate::crm::CustomerDirectory;
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
-use crate::queue::events::{Event, EventPublisher, Outcome};
+use crate::queue::dead_letter::scrub_session_id;
+use crate::queue::events::EventPublisher;
 use crate::queue::headers::{self, json_properties, HeaderExt};
-use crate::queue::topology::AWAITING_KEY;
-use crate::queue::{Publisher, Topology};
-use crate::submission::{parse_submission, Origin, ParseContext};
+use crate::queue::inbound::{settle, Inbound, Reader, Settle};
+use crate::queue::{PublishError, Publisher, Topology};
 
 /// What every worker task of a process shares.
 pub struct WorkerContext<C> {
@@ -46,194 +44,111 @@ pub struct WorkerContext<C> {
     pub outage: Arc<super::outage::OutageGuard>,
 }
 
-/// A follow-up publish that the decision calls for.
-struct FollowUp {
-    exchange: String,
-    routing_key: String,
-    properties: BasicProperties,
-}
-
 impl<C: CustomerDirectory> WorkerContext<C> {
     /// Handles one delivery to the end (ack or nack); never panics.
     pub async fn handle(self: &Arc<Self>, delivery: Delivery) {
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        // A message published straight to RabbitMQ without a trace gets one here, and keeps
-        // it through retries and dead-lettering.
-        let traceparent = crate::trace::or_new(headers.text(headers::TRACEPARENT).as_deref());
-        headers.set_text(headers::TRACEPARENT, traceparent.clone());
-        let submission_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_default();
-        let work = AssertUnwindSafe(self.handle_inner(&delivery, headers)).catch_unwind();
+        let reader = Reader {
+            hasher: &self.hasher,
+            phone_region: self.phone_region,
+        };
+        let read =
+            std::panic::catch_unwind(AssertUnwindSafe(|| reader.read(&delivery, Utc::now())));
+        let Ok(inbound) = read else {
+            tracing::error!("reading the message panicked; message returned to the queue");
+            return settle(&delivery.acker, Settle::Requeue).await;
+        };
+        let (submission_id, traceparent) = (inbound.submission_id(), inbound.traceparent.clone());
+        let work = AssertUnwindSafe(self.handle_inner(&delivery, inbound)).catch_unwind();
         if crate::trace::in_submission(&submission_id, traceparent, work)
             .await
             .is_err()
         {
             tracing::error!("processing panicked; message returned to the queue");
-            let _ = delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await;
+            settle(&delivery.acker, Settle::Requeue).await;
         }
     }
 
-    async fn handle_inner(&self, delivery: &Delivery, mut headers: FieldTable) {
-        let attempt = headers
-            .number(headers::ATTEMPT)
-            .filter(|n| *n >= 1)
-            .unwrap_or(1) as u32;
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string());
-        let origin = Origin::Queue {
-            message_id: message_id.clone(),
-            timestamp: delivery
-                .properties
-                .timestamp()
-                .and_then(|t| DateTime::from_timestamp(t as i64, 0)),
-        };
-        let parse_context = ParseContext {
-            origin,
-            now: Utc::now(),
-            hasher: &self.hasher,
-            default_phone_region: self.phone_region,
-        };
-        let parsed = parse_submission(&delivery.data, &parse_context);
-        let result = match &parsed {
-            Ok(submission) => self.processor.process(submission).await,
-            Err(error) => Err(super::decision::Failure::InvalidPayload {
+    /// read → process → decide → follow-up → carry out → record.
+    async fn handle_inner(&self, delivery: &Delivery, inbound: Inbound) {
+        let result = self.process(&inbound).await;
+        let decision = self.decide(&inbound, result.as_ref());
+        let now = Utc::now();
+        let follow_up = follow_up(&decision, inbound.headers.clone(), &self.topology, now);
+        if let Err(error) = self.carry_out(delivery, &inbound, follow_up).await {
+            tracing::error!(%error, decision = decision_name(&decision), "follow-up publish failed; message returned to the queue");
+            return settle(&delivery.acker, Settle::Requeue).await;
+        }
+        self.record(&decision, &inbound, now).await;
+        settle(&delivery.acker, Settle::Ack).await;
+    }
+
+    async fn process(&self, inbound: &Inbound) -> Result<Done, Failure> {
+        match &inbound.parsed {
+            Ok(submission) => {
+                let result = self.processor.process(submission).await;
+                self.outage
+                    .record(result.as_ref().err().is_some_and(Failure::is_systemic));
+                result
+            }
+            Err(error) => Err(Failure::InvalidPayload {
                 reason: error.to_string(),
             }),
-        };
-        let now = Utc::now();
-        if parsed.is_ok() {
-            self.outage
-                .record(result.as_ref().err().is_some_and(|f| f.is_systemic()));
         }
-        let deadline_from = parsed
-            .as_ref()
-            .map_or(now, |s| headers::deadline_start(s.submitted_at, &headers));
+    }
+
+    fn decide(&self, inbound: &Inbound, result: Result<&Done, &Failure>) -> Decision {
+        let now = Utc::now();
+        let deadline_from = inbound.parsed.as_ref().map_or(now, |s| {
+            headers::deadline_start(s.submitted_at, &inbound.headers)
+        });
         let state = Attempt {
-            number: attempt,
+            number: inbound.attempt,
             deadline_from,
             now,
             jitter: fastrand::f64(),
             outage: self.outage.in_outage(),
         };
-        let decision = decide(result.as_ref(), &state, &self.policy);
+        decide(result, &state, &self.policy)
+    }
 
-        let submission_id = parsed
-            .as_ref()
-            .map(|s| s.submission_id.clone())
-            .ok()
-            .or(message_id)
-            .unwrap_or_default();
-        let conversation_id = parsed.as_ref().ok().and_then(|s| s.conversation_id.clone());
-        let body = match &parsed {
+    /// Publishes the follow-up, confirmed (the body as validated; an invalid one as it came,
+    /// without a raw session id).
+    async fn carry_out(
+        &self,
+        delivery: &Delivery,
+        inbound: &Inbound,
+        follow_up: Option<FollowUp>,
+    ) -> Result<(), PublishError> {
+        let Some(up) = follow_up else {
+            return Ok(());
+        };
+        let body = match &inbound.parsed {
             Ok(submission) => submission.to_json(),
             Err(_) => scrub_session_id(&delivery.data, &self.hasher),
         };
-        let mut event = Event {
-            submission_id: submission_id.clone(),
-            conversation_id,
-            outcome: Outcome::Enriched,
-            attempt,
-            error_class: None,
-            reason: None,
-            retry_in_ms: None,
-            at: now,
-        };
-        let follow_up = match &decision {
-            Decision::Ack => None,
-            Decision::Await => {
-                event.outcome = Outcome::Awaiting;
-                Some(FollowUp {
-                    exchange: self.topology.ingest_exchange(),
-                    routing_key: AWAITING_KEY.into(),
-                    properties: json_properties(&submission_id, headers.clone()),
-                })
-            }
-            Decision::Retry {
-                next_attempt,
-                delay,
-                cause,
-            } => {
-                event.outcome = Outcome::Retrying;
-                event.reason = Some((*cause).into());
-                event.retry_in_ms = Some(delay.as_millis() as u64);
-                headers.set_number(headers::ATTEMPT, (*next_attempt).into());
-                if headers.text(headers::FIRST_FAILURE_AT).is_none() {
-                    headers.set_text(headers::FIRST_FAILURE_AT, headers::timestamp(now));
-                }
-                let bucket = self.topology.bucket_for(delay.as_secs_f64().ceil() as u64);
-                let expiration = delay
-                    .as_millis()
-                    .clamp(1, u128::from(bucket) * 1000)
-                    .to_string();
-                Some(FollowUp {
-                    exchange: self.topology.retry_exchange(),
-                    routing_key: Topology::retry_key(bucket),
-                    properties: json_properties(&submission_id, headers.clone())
-                        .with_expiration(expiration.into()),
-                })
-            }
-            Decision::DeadLetter(dead) => {
-                event.outcome = if dead.class == ErrorClass::Expired {
-                    Outcome::Expired
-                } else {
-                    Outcome::DeadLettered
-                };
-                event.error_class = Some(dead.class.as_str().into());
-                event.reason = Some(dead.message.clone());
-                mark_dead(&mut headers, dead, now);
-                Some(FollowUp {
-                    exchange: self.topology.dead_letter_exchange(),
-                    routing_key: dead.class.as_str().into(),
-                    properties: json_properties(&submission_id, headers.clone()),
-                })
-            }
-        };
-        if let Some(follow_up) = follow_up {
-            if let Err(error) = self
-                .publisher
-                .publish(
-                    &follow_up.exchange,
-                    &follow_up.routing_key,
-                    &body,
-                    follow_up.properties,
-                )
-                .await
-            {
-                tracing::error!(%error, decision = ?decision_name(&decision), "follow-up publish failed; message returned to the queue");
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
-                return;
-            }
+        let mut properties = json_properties(&inbound.submission_id(), up.headers);
+        if let Some(expiration) = up.expiration {
+            properties = properties.with_expiration(expiration.into());
         }
-        let accepted_at = headers
-            .time(headers::ACCEPTED_AT)
-            .or(parsed.as_ref().ok().map(|s| s.submitted_at));
-        self.record(&decision, &event, accepted_at);
-        self.events.publish(&event).await;
-        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-            tracing::warn!(%error, "ack failed; the broker will redeliver (the write is idempotent)");
-        }
+        self.publisher
+            .publish(&up.exchange, &up.routing_key, &body, properties)
+            .await
     }
 
-    fn record(&self, decision: &Decision, event: &Event, accepted_at: Option<DateTime<Utc>>) {
+    /// Metrics, the log line and the outcome event of a carried-out decision.
+    async fn record(&self, decision: &Decision, inbound: &Inbound, now: DateTime<Utc>) {
+        let submission = inbound.parsed.as_ref().ok();
+        let event = event(
+            decision,
+            inbound.submission_id(),
+            submission.and_then(|s| s.conversation_id.clone()),
+            inbound.attempt,
+            now,
+        );
+        let accepted_at = inbound
+            .headers
+            .time(headers::ACCEPTED_AT)
+            .or(submission.map(|s| s.submitted_at));
         let class = match decision {
             Decision::DeadLetter(dead) => dead.class.as_str(),
             Decision::Retry { cause, .. } => cause,
@@ -276,6 +191,7 @@ impl<C: CustomerDirectory> WorkerContext<C> {
                 "submission dead-lettered"
             ),
         }
+        self.events.publish(&event).await;
     }
 }
 
@@ -285,114 +201,5 @@ fn decision_name(decision: &Decision) -> &'static str {
         Decision::Await => "await",
         Decision::Retry { .. } => "retry",
         Decision::DeadLetter(_) => "dead_letter",
-    }
-}
-
-/// Writes the dead-letter headers of DESIGN §6 onto a message's headers.
-pub fn mark_dead(headers: &mut FieldTable, dead: &DeadLetter, now: DateTime<Utc>) {
-    headers.set_text(headers::ERROR_CLASS, dead.class.as_str());
-    headers.set_text(headers::ERROR_MESSAGE, truncate(&dead.message, 1000));
-    if let Some(status) = dead.status {
-        headers.set_number(headers::ERROR_STATUS, status.into());
-    }
-    if let Some(code) = &dead.code {
-        headers.set_text(headers::ERROR_CODE, code.clone());
-    }
-    if let Some(context_id) = &dead.context_id {
-        headers.set_text(headers::ERROR_CONTEXT_ID, context_id.clone());
-    }
-    headers.set_text(headers::DEAD_LETTERED_AT, headers::timestamp(now));
-    if headers.text(headers::FIRST_FAILURE_AT).is_none() {
-        headers.set_text(headers::FIRST_FAILURE_AT, headers::timestamp(now));
-    }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
-}
-
-/// An invalid body goes to the dead-letter queue as it came, except that a raw
-/// `guest.sessionId` is replaced by its hash (in a body that is not even JSON, the value of
-/// every `"sessionId"` is cut out): raw session ids never rest on the broker.
-pub fn scrub_session_id(body: &[u8], hasher: &SessionHasher) -> Vec<u8> {
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return redact_session_ids(body);
-    };
-    let Some(guest) = value.get_mut("guest").and_then(|g| g.as_object_mut()) else {
-        return body.to_vec();
-    };
-    match guest.remove("sessionId") {
-        Some(serde_json::Value::String(raw)) => {
-            guest.insert("sessionHash".into(), hasher.hash(&raw).into());
-        }
-        Some(_) => {}
-        None => return body.to_vec(),
-    }
-    serde_json::to_vec(&value).unwrap_or_default()
-}
-
-/// `"sessionId": "<anything>"` → `"sessionId": "[redacted]"`, in text that does not parse.
-fn redact_session_ids(body: &[u8]) -> Vec<u8> {
-    const KEY: &[u8] = b"\"sessionId\"";
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        if !body[i..].starts_with(KEY) {
-            out.push(body[i]);
-            i += 1;
-            continue;
-        }
-        out.extend_from_slice(KEY);
-        i += KEY.len();
-        while i < body.len() && (body[i].is_ascii_whitespace() || body[i] == b':') {
-            out.push(body[i]);
-            i += 1;
-        }
-        if body.get(i) == Some(&b'"') {
-            i += 1;
-            while i < body.len() && body[i] != b'"' {
-                // An escaped character (`\"` included) is part of the value.
-                i += if body[i] == b'\\' { 2 } else { 1 };
-            }
-            i += 1;
-            out.extend_from_slice(b"\"[redacted]\"");
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_raw_session_id_in_a_body_that_is_not_json_is_cut_out() {
-        let hasher = SessionHasher::new(None);
-        for body in [
-            &br#"{"guest":{"sessionId": "raw-browser-id", "email":"#[..],
-            br#"{"guest":{"sessionId":"raw-\"browser-id"#,
-            br#"x "sessionId":"raw-browser-id"} "sessionId" : "raw-browser-id2"#,
-        ] {
-            let text = String::from_utf8(scrub_session_id(body, &hasher)).unwrap();
-            assert!(!text.contains("raw-"), "{text}");
-            assert!(text.contains(r#""sessionId""#), "{text}");
-        }
-        assert_eq!(
-            scrub_session_id(br#"{"a":"sessionId"}"#, &hasher),
-            br#"{"a":"sessionId"}"#
-        );
-    }
-
-    #[test]
-    fn a_raw_session_id_in_an_invalid_body_is_replaced_by_its_hash() {
-        let hasher = SessionHasher::new(None);
-        let scrubbed = scrub_session_id(
-            br#"{"guest":{"sessionId":"raw-browser-id","email":5}}"#,
-            &hasher,
-        );
-        let text = String::from_utf8(scrubbed).unwrap();
-        assert!(!text.contains("raw-browser-id"));
-        assert!(text.contains(&hasher.hash("raw-browser-id")));
-        assert_eq!(scrub_session_id(b"not json", &hasher), b"not json");
     }
 }

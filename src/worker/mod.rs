@@ -5,6 +5,7 @@
 
 pub mod contact;
 pub mod decision;
+pub mod follow_up;
 pub mod handle;
 pub mod locks;
 pub mod outage;

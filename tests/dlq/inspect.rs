@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prechat_enricher::dlq::reader::Scan;
+use prechat_enricher::queue::dead_letter::ErrorClass;
 use prechat_enricher::queue::headers::{self, HeaderExt};
 use prechat_enricher::startup::Roles;
-use prechat_enricher::worker::decision::ErrorClass;
 use prechat_sim::{Fault, Route, SeedConversation, SimConfig};
 
 use crate::common::*;

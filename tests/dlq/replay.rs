@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use lapin::options::QueueDeleteOptions;
+use prechat_enricher::queue::dead_letter::ErrorClass;
 use prechat_enricher::queue::headers::{self, HeaderExt};
 use prechat_enricher::startup::Roles;
-use prechat_enricher::worker::decision::ErrorClass;
 use prechat_sim::SimConfig;
 
 use crate::common::*;

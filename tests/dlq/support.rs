@@ -14,8 +14,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use prechat_enricher::cli::{Cli, Command};
 use prechat_enricher::dlq::{self, DlqCommand};
+use prechat_enricher::queue::dead_letter::ErrorClass;
 use prechat_enricher::queue::headers::{self, json_properties, HeaderExt};
-use prechat_enricher::worker::decision::ErrorClass;
 use serde_json::{json, Value};
 
 use crate::common::*;
