@@ -6,7 +6,7 @@
 //! a raw body or drives a structured generator that builds a JSON object with the real field
 //! names and tricky values (the generator reaches the validators much faster than raw bytes).
 //!
-//! On every input: no panic. On every `Ok`: the invariants of DESIGN §3 hold, the raw
+//! On every input: no panic. On every `Ok`: the invariants in README, "The submission" hold, the raw
 //! `guest.sessionId` is nowhere in what would be published and influences nothing but the
 //! hash, and the published JSON parses back (as a queue message) to an equal value. On every
 //! `Err`: a code, a message, and no trace of the raw session id.
@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     session_id_only_reaches_the_hash(input, &ctx);
 });
 
-/// What an accepted submission must look like (DESIGN §3).
+/// What an accepted submission must look like (README, "The submission").
 fn check_accepted(s: &Submission, body: &[u8], input: Option<&Value>, ctx: &ParseContext) {
     assert!(body.len() <= MAX_BODY_BYTES, "accepted a body over 16 KiB");
     assert_eq!(s.schema_version, 1);

@@ -1,4 +1,4 @@
-//! The generic REST CRM adapter (DESIGN §5):
+//! The generic REST CRM adapter (README, "Configuration", `crm.*`):
 //! `GET {base_url}/customers?email=…&phone=…&sessionHash=…` with a bearer key; the first
 //! customer of the array wins; `[]` or 404 means not found; anything else (errors,
 //! timeouts, a body that is not an array) means the CRM is unavailable.
@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::model::{matched_by, CrmOutcome, Customer};
+use crate::http_error::transport_reason;
 use crate::metrics::{CrmLabels, Metrics};
 use crate::submission::Submission;
 
@@ -86,7 +87,7 @@ impl CrmClient {
         }
     }
 
-    async fn fetch(&self, submission: &Submission) -> Result<Option<Customer>, String> {
+    async fn fetch(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {
         let mut request = self
             .http
             .get(&self.url)
@@ -101,22 +102,22 @@ impl CrmClient {
         let response = request
             .send()
             .await
-            .map_err(|e| crate::genesys::client::transport_reason(&e).to_string())?;
+            .map_err(|e| CrmError::Transport(transport_reason(&e)))?;
         match response.status().as_u16() {
             404 => Ok(None),
             200 => {
                 let customers: Vec<Customer> = response
                     .json()
                     .await
-                    .map_err(|e| format!("answer not understood: {}", e.without_url()))?;
+                    .map_err(|e| CrmError::Unreadable(e.without_url().to_string()))?;
                 Ok(customers.into_iter().next())
             }
-            status => Err(format!("answered {status}")),
+            status => Err(CrmError::Status(status)),
         }
     }
 
     /// A lookup through the breaker; `Err` when the CRM failed or the breaker is open.
-    async fn guarded_fetch(&self, submission: &Submission) -> Result<Option<Customer>, String> {
+    async fn guarded_fetch(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {
         use failsafe::futures::CircuitBreaker;
         let started = Instant::now();
         let result = self.breaker.call(self.fetch(submission)).await;
@@ -130,7 +131,7 @@ impl CrmClient {
                     .observe(started.elapsed().as_secs_f64());
                 Ok(found)
             }
-            Err(failsafe::Error::Rejected) => Err("circuit breaker open".into()),
+            Err(failsafe::Error::Rejected) => Err(CrmError::BreakerOpen),
             Err(failsafe::Error::Inner(reason)) => {
                 self.metrics
                     .crm_latency
@@ -140,6 +141,32 @@ impl CrmClient {
         }
     }
 }
+
+/// Why a CRM lookup failed (never with the lookup's values: they are personal data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmError {
+    /// The call did not complete.
+    Transport(&'static str),
+    /// The CRM answered a status other than 200 or 404.
+    Status(u16),
+    /// The answer was not the expected JSON.
+    Unreadable(String),
+    /// The breaker is open after a run of failures; no call was made.
+    BreakerOpen,
+}
+
+impl std::fmt::Display for CrmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrmError::Transport(reason) => f.write_str(reason),
+            CrmError::Status(status) => write!(f, "answered {status}"),
+            CrmError::Unreadable(reason) => write!(f, "answer not understood: {reason}"),
+            CrmError::BreakerOpen => f.write_str("circuit breaker open"),
+        }
+    }
+}
+
+impl std::error::Error for CrmError {}
 
 /// The identifiers a submission has, as query parameters.
 fn query(submission: &Submission) -> Vec<(&'static str, &str)> {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::privacy::{mask_email, mask_name, mask_phone, Phone};
 use crate::submission::Submission;
 
-/// A customer record as the CRM returns it (DESIGN §5); fields other than `id` may be absent.
+/// A customer record as the CRM returns it (README, "Configuration", `crm.*`); fields other than `id` may be absent.
 #[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
@@ -151,15 +151,6 @@ impl CrmOutcome {
             CrmOutcome::Found { .. } => "found",
             CrmOutcome::NotFound => "not_found",
             CrmOutcome::Unavailable => "unavailable",
-        }
-    }
-
-    /// A found outcome, with [`matched_by`] deciding how it matched `sub`.
-    pub fn found(customer: Customer, sub: &Submission) -> Self {
-        let matched_by = matched_by(&customer, sub);
-        CrmOutcome::Found {
-            customer,
-            matched_by,
         }
     }
 }

@@ -60,7 +60,7 @@ pub fn parse_since(value: &str) -> Result<Since, String> {
     }
 }
 
-/// Parses `--class` into one of the classes of DESIGN §6.
+/// Parses `--class` into one of the classes in README, "RabbitMQ topology and headers".
 pub fn parse_class(value: &str) -> Result<ErrorClass, String> {
     ErrorClass::parse(value.trim()).ok_or_else(|| {
         let known: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();

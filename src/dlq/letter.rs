@@ -19,7 +19,7 @@ const DELIVERY_LIMIT_REASON: &str = "delivery_limit";
 /// The class of a dead letter: one of ours, or whatever else the message says.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Class {
-    /// A class of DESIGN §6.
+    /// A class in README, "RabbitMQ topology and headers".
     Known(ErrorClass),
     /// A `prechat-error-class` this version does not know, or `unknown` (no class header and
     /// no `delivery_limit` death, e.g. a message published to the dead-letter exchange by hand).

@@ -113,7 +113,7 @@ impl TokenProvider {
             status: None,
             reason: format!(
                 "token request failed: {}",
-                super::client::transport_reason(&e)
+                crate::http_error::transport_reason(&e)
             ),
             body: None,
         })?;

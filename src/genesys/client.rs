@@ -15,6 +15,7 @@ use super::auth::TokenProvider;
 use super::budget::{Budget, ServerBudget};
 use super::error::{ErrorBody, GenesysError};
 use super::model::{MessageConversation, ParticipantAttributes};
+use crate::http_error::{retry_after, transport_reason};
 use crate::metrics::{GenesysLabels, Metrics, RouteLabels};
 
 /// 429s one call waits out before it hands the message back for a later try.
@@ -227,27 +228,37 @@ fn server_budget(headers: &reqwest::header::HeaderMap) -> ServerBudget {
     }
 }
 
-/// `Retry-After` in seconds (Genesys sends whole seconds).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A transport error in a few words, never with the URL's query (it may hold PII).
-pub(crate) fn transport_reason(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() || error.is_decode() {
-        "response body failed"
-    } else {
-        "request failed"
+    #[test]
+    fn each_status_is_classified_as_the_failure_policy_needs() {
+        // status, class, systemic (counts toward outage mode)
+        for (status, class, systemic) in [
+            (400, "rejected", false),
+            (409, "rejected", false),
+            (422, "rejected", false),
+            (401, "unauthorized", false),
+            (403, "forbidden", false),
+            (404, "not_found", false),
+            (408, "unavailable", true),
+            (500, "unavailable", true),
+            (502, "unavailable", true),
+            (503, "unavailable", true),
+            (504, "unavailable", true),
+        ] {
+            let error = classify(StatusCode::from_u16(status).unwrap(), ErrorBody::default());
+            let got = match &error {
+                GenesysError::Rejected { .. } => "rejected",
+                GenesysError::Unauthorized { .. } => "unauthorized",
+                GenesysError::Forbidden { .. } => "forbidden",
+                GenesysError::NotFound { .. } => "not_found",
+                GenesysError::Unavailable { .. } => "unavailable",
+                GenesysError::RateLimited { .. } => "rate_limited",
+            };
+            assert_eq!(got, class, "{status}");
+            assert_eq!(error.is_systemic(), systemic, "{status}");
+        }
     }
 }

@@ -81,19 +81,6 @@ impl GenesysClient {
         }
     }
 
-    /// `GET` a contact by id.
-    pub async fn get_contact(&self, id: &str) -> Result<Option<ExternalContact>, GenesysError> {
-        let path = format!("/api/v2/externalcontacts/contacts/{id}");
-        match self
-            .call_json("get_contact", Method::GET, &path, None::<&()>)
-            .await
-        {
-            Ok(contact) => Ok(Some(contact)),
-            Err(GenesysError::NotFound { .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
-    }
-
     /// Creates a contact.
     pub async fn create_contact(
         &self,

@@ -1,4 +1,4 @@
-//! The HTTP error shape of DESIGN §7: `{"error":{"code","message","field"}}`.
+//! The HTTP error shape in README, "HTTP API": `{"error":{"code","message","field"}}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -66,11 +66,6 @@ impl ApiError {
             "broker_unavailable",
             "the broker did not confirm the submission in time; retry with the same submissionId",
         )
-    }
-
-    /// The status of this error.
-    pub fn status(&self) -> StatusCode {
-        self.status
     }
 }
 

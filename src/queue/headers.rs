@@ -1,4 +1,4 @@
-//! Our own AMQP headers (DESIGN §6) and the message properties every publish carries.
+//! Our own AMQP headers (README, "RabbitMQ topology and headers") and the message properties every publish carries.
 //!
 //! RabbitMQ ignores client-set `x-death`, so attempts and errors travel in
 //! `prechat-*` headers that the worker writes on every retry and dead letter.

@@ -1,4 +1,4 @@
-//! The RabbitMQ topology of DESIGN §6, declared idempotently by every subcommand, and
+//! The RabbitMQ topology in README, "RabbitMQ topology and headers", declared idempotently by every subcommand, and
 //! compared with what the broker has by `topology check`.
 //!
 //! ```text

@@ -36,7 +36,7 @@ use crate::queue::{Broker, BrokerError, Publisher, Topology};
 use crate::submission::Submission;
 
 /// The participant attribute the web tier sets to the submission id.
-pub const CORRELATION_ATTRIBUTE: &str = "prechatSubmissionId";
+pub const CORRELATION_ATTRIBUTE: &str = crate::merge::attr::SUBMISSION_ID;
 /// The search window accepts at most 24 hours.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 

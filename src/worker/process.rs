@@ -27,7 +27,7 @@ use crate::submission::Submission;
 const PROBE_CONVERSATION_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Attributes that change on every run and so say nothing about whether a write is needed.
-const VOLATILE_KEYS: [&str; 1] = ["enrichedAt"];
+const VOLATILE_KEYS: [&str; 1] = [crate::merge::attr::ENRICHED_AT];
 
 /// Everything one submission needs; shared by every worker task of a process.
 pub struct Processor<C> {
@@ -172,7 +172,9 @@ impl<C: CustomerDirectory> Processor<C> {
 /// The queue an earlier run transferred the customer to: the participant sits in the queue
 /// its `targetQueueId` attribute names.
 fn earlier_transfer(customer: &MessageParticipant) -> Option<QueueTarget> {
-    let id = customer.attributes.get("targetQueueId")?;
+    let id = customer
+        .attributes
+        .get(crate::merge::attr::TARGET_QUEUE_ID)?;
     let queue = customer.queue.as_ref()?;
     (!id.is_empty() && queue.id.eq_ignore_ascii_case(id)).then(|| QueueTarget {
         id: queue.id.clone(),

@@ -1,4 +1,4 @@
-//! The CRM sandbox: `GET /customers?email=&phone=&sessionHash=` (DESIGN.md §5).
+//! The CRM sandbox: `GET /customers?email=&phone=&sessionHash=` (README, "Configuration", `crm.*`).
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

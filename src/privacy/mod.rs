@@ -286,5 +286,4 @@ impl<'de> Deserialize<'de> for Phone {
 }
 
 #[cfg(test)]
-#[path = "privacy_tests.rs"]
 mod tests;

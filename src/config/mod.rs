@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The shipped defaults, compiled in: the binary needs no file to start.
-const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+const BUILT_IN_DEFAULTS: &str = include_str!("../../config/default.toml");
 
 /// Old variable names from the tutorials this product replaces, mapped to their keys.
 const ALIASES: [(&str, &str); 4] = [
@@ -719,5 +719,4 @@ fn one_or_many_secrets<'de, D: serde::Deserializer<'de>>(
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

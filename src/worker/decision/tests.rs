@@ -244,13 +244,33 @@ fn error_classes_round_trip_through_their_header_values() {
     assert_eq!(ErrorClass::parse("nope"), None);
 }
 
+#[test]
+fn backoff_is_half_fixed_and_half_jitter() {
+    let ms = |attempt, jitter| policy().backoff(attempt, jitter).as_millis();
+    assert_eq!(ms(1, 0.0), 500);
+    assert_eq!(ms(1, 0.5), 750);
+    assert_eq!(ms(3, 0.0), 2_000);
+    assert_eq!(ms(3, 0.999), 3_998);
+    assert_eq!(ms(10, 0.0), 30_000);
+    assert_eq!(ms(10, 1.0), 60_000);
+    assert_eq!(ms(u32::MAX, 0.5), 45_000);
+}
+
 proptest! {
     #[test]
-    fn backoff_stays_between_half_and_all_of_the_capped_exponential(attempt in 1u32..100, jitter in 0.0f64..1.0) {
-        let p = policy();
-        let delay = p.backoff(attempt, jitter);
-        let full = p.base_delay.saturating_mul(1 << attempt.saturating_sub(1).min(30)).min(p.max_delay);
-        prop_assert!(delay >= full / 2 && delay <= full);
+    fn backoff_stays_within_the_literal_bounds_of_its_attempt(attempt in 1u32..100, jitter in 0.0f64..1.0) {
+        // base 1 s doubling, capped at 60 s: attempt 1 → [0.5, 1] s, 2 → [1, 2], …, 7+ → [30, 60].
+        let (low, high) = match attempt {
+            1 => (500, 1_000),
+            2 => (1_000, 2_000),
+            3 => (2_000, 4_000),
+            4 => (4_000, 8_000),
+            5 => (8_000, 16_000),
+            6 => (16_000, 32_000),
+            _ => (30_000, 60_000),
+        };
+        let delay = policy().backoff(attempt, jitter).as_millis();
+        prop_assert!(delay >= low && delay <= high, "attempt {} gave {} ms", attempt, delay);
     }
 
     #[test]

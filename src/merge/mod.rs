@@ -1,4 +1,4 @@
-//! The merge rule (DESIGN §4): survey + CRM outcome + routing table → what Genesys receives.
+//! The merge rule (README, "The merge rule"): survey + CRM outcome + routing table → what Genesys receives.
 //!
 //! Kept pure, without clocks or I/O (the caller passes `enriched_at`), because it decides what
 //! an agent sees and whether personal data leaves the service: the same inputs must always
@@ -58,6 +58,38 @@ impl RouteTable {
     }
 }
 
+/// The participant attribute names written onto the conversation, for every reader.
+pub mod attr {
+    /// The CRM's customer id (empty when not found).
+    pub const CRM_CUSTOMER_ID: &str = "crmCustomerId";
+    /// The loyalty tier, lower case.
+    pub const LOYALTY_TIER: &str = "loyaltyTier";
+    /// The account status.
+    pub const ACCOUNT_STATUS: &str = "accountStatus";
+    /// Loyalty points, a whole number.
+    pub const LOYALTY_POINTS: &str = "loyaltyPoints";
+    /// Earlier tickets, a whole number.
+    pub const PREVIOUS_TICKETS: &str = "previousTickets";
+    /// The survey's subject.
+    pub const SUBJECT: &str = "preChatSubject";
+    /// The survey's priority.
+    pub const PRIORITY: &str = "preChatPriority";
+    /// The survey's language.
+    pub const LANGUAGE: &str = "preChatLanguage";
+    /// How the CRM record matched.
+    pub const CRM_MATCH: &str = "crmMatch";
+    /// `found|not_found|unavailable`.
+    pub const CRM_STATUS: &str = "crmStatus";
+    /// The tier's queue name.
+    pub const TARGET_QUEUE_NAME: &str = "targetQueueName";
+    /// The tier's queue id (what a flow transfers on).
+    pub const TARGET_QUEUE_ID: &str = "targetQueueId";
+    /// The submission id; the web tier sets it too, for the resolver to match on.
+    pub const SUBMISSION_ID: &str = "prechatSubmissionId";
+    /// When the enrichment was made (differs between redeliveries).
+    pub const ENRICHED_AT: &str = "enrichedAt";
+}
+
 /// The merged view of one submission, ready to become participant attributes.
 #[derive(Clone, PartialEq)]
 pub struct Enrichment {
@@ -99,7 +131,7 @@ pub struct Enrichment {
     pub consent: bool,
 }
 
-/// Merges a submission with its CRM outcome by the rule of DESIGN §4: the CRM wins for the
+/// Merges a submission with its CRM outcome by the rule in README, "The merge rule": the CRM wins for the
 /// persistent fields, the survey for the session fields, email and phone come from the survey
 /// when given, and missing values take their defaults.
 pub fn merge(
@@ -164,29 +196,29 @@ impl Enrichment {
         let target = self.target_queue.as_ref();
         let mut attrs: BTreeMap<String, String> = [
             (
-                "crmCustomerId",
+                attr::CRM_CUSTOMER_ID,
                 self.customer_id.clone().unwrap_or_default(),
             ),
-            ("loyaltyTier", self.loyalty_tier.clone()),
-            ("accountStatus", self.account_status.clone()),
-            ("loyaltyPoints", self.loyalty_points.to_string()),
-            ("previousTickets", self.previous_tickets.to_string()),
-            ("preChatSubject", self.subject.clone()),
-            ("preChatPriority", self.priority.as_str().to_owned()),
-            ("preChatLanguage", self.language.clone().unwrap_or_default()),
-            ("crmMatch", self.crm_match.as_str().to_owned()),
-            ("crmStatus", self.crm_status.to_owned()),
+            (attr::LOYALTY_TIER, self.loyalty_tier.clone()),
+            (attr::ACCOUNT_STATUS, self.account_status.clone()),
+            (attr::LOYALTY_POINTS, self.loyalty_points.to_string()),
+            (attr::PREVIOUS_TICKETS, self.previous_tickets.to_string()),
+            (attr::SUBJECT, self.subject.clone()),
+            (attr::PRIORITY, self.priority.as_str().to_owned()),
+            (attr::LANGUAGE, self.language.clone().unwrap_or_default()),
+            (attr::CRM_MATCH, self.crm_match.as_str().to_owned()),
+            (attr::CRM_STATUS, self.crm_status.to_owned()),
             (
-                "targetQueueName",
+                attr::TARGET_QUEUE_NAME,
                 target.map(|t| t.name.clone()).unwrap_or_default(),
             ),
             (
-                "targetQueueId",
+                attr::TARGET_QUEUE_ID,
                 target.map(|t| t.id.clone()).unwrap_or_default(),
             ),
-            ("prechatSubmissionId", self.submission_id.clone()),
+            (attr::SUBMISSION_ID, self.submission_id.clone()),
             (
-                "enrichedAt",
+                attr::ENRICHED_AT,
                 self.enriched_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             ),
         ]
@@ -243,5 +275,4 @@ fn non_blank(value: Option<&str>) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "merge_tests.rs"]
 mod tests;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::privacy::{Email, Phone, SessionHasher};
 
-#[path = "submission_parse.rs"]
 mod parse;
 pub use parse::parse_submission;
 
@@ -221,5 +220,4 @@ impl ValidationError {
 }
 
 #[cfg(test)]
-#[path = "submission_tests.rs"]
 pub(crate) mod tests;

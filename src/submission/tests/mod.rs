@@ -1,4 +1,4 @@
-//! Every rule of DESIGN §3, one rejection per code, plus what valid bodies become. The
+//! Every rule in README, "The submission", one rejection per code, plus what valid bodies become. The
 //! helpers here (`sample`, `now`, `proptest_config`) are shared with the merge and CRM tests.
 
 use chrono::TimeZone;
@@ -70,7 +70,7 @@ fn queue(body: &str, message_id: Option<&str>) -> Result<Submission, ValidationE
     parse_with(body, origin, &SessionHasher::new(None))
 }
 
-/// One body per rule of DESIGN §3, with the code and field it must be rejected with.
+/// One body per rule in README, "The submission", with the code and field it must be rejected with.
 #[rustfmt::skip]
 fn rejections() -> Vec<(&'static str, String, &'static str, Option<&'static str>)> {
     let long = |n: usize| "a".repeat(n);
@@ -388,5 +388,4 @@ fn priorities_read_any_case_and_write_lower_case() {
     assert_eq!(ConsentType::Implicit.as_str(), "implicit");
 }
 
-#[path = "submission_roundtrip_tests.rs"]
 mod roundtrip;

@@ -2,7 +2,7 @@
 //! until its conversation is known, retry after a delay, or dead-letter with a reason.
 //!
 //! A pure function of the outcome, the attempt number, the clock and a jitter sample,
-//! so every rule of DESIGN §6 is pinned by the table test below.
+//! so every rule in README, "RabbitMQ topology and headers" is pinned by the table test below.
 
 use std::time::Duration;
 
@@ -236,5 +236,4 @@ fn genesys_dead(class: ErrorClass, error: &GenesysError) -> Decision {
 }
 
 #[cfg(test)]
-#[path = "decision_tests.rs"]
 mod tests;

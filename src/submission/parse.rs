@@ -21,7 +21,7 @@ fn reject(code: &'static str, field: &str, message: impl Into<String>) -> Valida
     ValidationError::new(code, message, Some(field))
 }
 
-/// Validates and normalises a submission body (DESIGN §3): trims strings, hashes a raw
+/// Validates and normalises a submission body (README, "The submission"): trims strings, hashes a raw
 /// `guest.sessionId`, normalises email and phone, and fills the defaults.
 pub fn parse_submission(body: &[u8], ctx: &ParseContext) -> Result<Submission, ValidationError> {
     if body.len() > MAX_BODY_BYTES {
