@@ -239,7 +239,7 @@ mod tests {
             (400, "rejected", false),
             (409, "rejected", false),
             (422, "rejected", false),
-            (401, "unauthorized", false),
+            (401, "unauthorized", true), // after a fresh token: the credentials, not the message
             (403, "forbidden", false),
             (404, "not_found", false),
             (408, "unavailable", true),
