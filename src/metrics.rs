@@ -21,7 +21,6 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
@@ -269,12 +268,18 @@ impl Metrics {
             "Requests Genesys allows per rate-limit window (inin-ratelimit-allowed)",
             metrics.genesys_budget_window_allowed.clone(),
         );
-        registry.register(
-            "build",
-            "Version of the running build",
-            Info::new(BuildLabels {
+        // A gauge at 1 with the version as label (the usual `*_build_info` shape), so that
+        // queries join on it: `... * on (instance) group_left (version) prechat_build_info`.
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
-            }),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Version of the running build, always 1",
+            build_info,
         );
         let mut process_registry = Registry::default();
         process_registry.register_collector(Box::new(ProcessCollector));
@@ -575,7 +580,7 @@ mod tests {
     #[test]
     fn build_info_names_the_package_version() {
         let text = Metrics::new().render();
-        assert!(text.contains("# TYPE prechat_build info\n"), "{text}");
+        assert!(text.contains("# TYPE prechat_build_info gauge\n"), "{text}");
         let series = format!(
             "prechat_build_info{{version=\"{}\"}}",
             env!("CARGO_PKG_VERSION")
