@@ -2,19 +2,27 @@
 //!
 //! One [`Metrics`] per process, passed to every component that records (never a
 //! global), so tests can read the figures of their own app.
+//!
+//! Besides the `prechat_*` families, the exposition carries the conventional
+//! `process_cpu_seconds_total` and `process_resident_memory_bytes`, read from `/proc/self` at
+//! each scrape (Linux only; elsewhere they are absent).
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::watch;
 
 /// `status` label of ingest requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,9 +72,25 @@ pub struct QueueLabels {
     pub state: &'static str,
 }
 
+/// `queue` label alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct QueueNameLabels {
+    /// Queue name.
+    pub queue: String,
+}
+
+/// `version` label of `prechat_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The package version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+}
+
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
+    /// The `process_*` families, which carry no `prechat_` prefix.
+    process_registry: Registry,
     /// `prechat_ingest_requests_total{status}`.
     pub ingest_requests: Family<StatusLabels, Counter>,
     /// `prechat_submissions_total{outcome,error_class}`.
@@ -93,6 +117,19 @@ pub struct Metrics {
     pub crm_breaker_open: Gauge,
     /// `prechat_queue_messages{queue,state}`.
     pub queue_messages: Family<QueueLabels, Gauge>,
+    /// `prechat_outage_mode`: 1 while consumption is paused by outage mode.
+    pub outage_mode: Gauge,
+    /// `prechat_genesys_budget_configured_per_minute`: `genesys.requests_per_minute`.
+    pub genesys_budget_configured: Gauge,
+    /// `prechat_genesys_budget_rate_per_minute`: the rate the limiter runs at now.
+    pub genesys_budget_rate: Gauge,
+    /// `prechat_genesys_budget_window_used`: the last `inin-ratelimit-count` from Genesys.
+    pub genesys_budget_window_used: Gauge,
+    /// `prechat_genesys_budget_window_allowed`: the last `inin-ratelimit-allowed` from Genesys.
+    pub genesys_budget_window_allowed: Gauge,
+    /// Acceptance times of the messages this process holds, behind
+    /// `prechat_queue_oldest_message_age_seconds{queue}`.
+    held: Arc<HeldMessages>,
 }
 
 fn saturating_i64(n: u64) -> i64 {
@@ -127,7 +164,14 @@ impl Metrics {
             crm_cache_hits: Counter::default(),
             crm_breaker_open: Gauge::default(),
             queue_messages: Family::default(),
+            outage_mode: Gauge::default(),
+            genesys_budget_configured: Gauge::default(),
+            genesys_budget_rate: Gauge::default(),
+            genesys_budget_window_used: Gauge::default(),
+            genesys_budget_window_allowed: Gauge::default(),
+            held: Arc::default(),
             registry: Registry::default(),
+            process_registry: Registry::default(),
         };
         registry.register(
             "ingest_requests",
@@ -198,9 +242,102 @@ impl Metrics {
             "Messages per queue (ready, unacked)",
             metrics.queue_messages.clone(),
         );
+        registry.register_collector(Box::new(OldestMessageAge(metrics.held.clone())));
+        registry.register(
+            "outage_mode",
+            "1 while outage mode pauses consumption",
+            metrics.outage_mode.clone(),
+        );
+        registry.register(
+            "genesys_budget_configured_per_minute",
+            "Configured Genesys request budget of this process (genesys.requests_per_minute)",
+            metrics.genesys_budget_configured.clone(),
+        );
+        registry.register(
+            "genesys_budget_rate_per_minute",
+            "Rate the Genesys limiter runs at now (lowered to the server's limit when tighter)",
+            metrics.genesys_budget_rate.clone(),
+        );
+        registry.register(
+            "genesys_budget_window_used",
+            "Requests Genesys counted in its current rate-limit window (inin-ratelimit-count)",
+            metrics.genesys_budget_window_used.clone(),
+        );
+        registry.register(
+            "genesys_budget_window_allowed",
+            "Requests Genesys allows per rate-limit window (inin-ratelimit-allowed)",
+            metrics.genesys_budget_window_allowed.clone(),
+        );
+        // A gauge at 1 with the version as label (the usual `*_build_info` shape), so that
+        // queries join on it: `... * on (instance) group_left (version) prechat_build_info`.
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Version of the running build, always 1",
+            build_info,
+        );
+        let mut process_registry = Registry::default();
+        process_registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             registry,
+            process_registry,
             ..metrics
+        }
+    }
+
+    /// Sets `prechat_outage_mode` (1 while consumption is paused).
+    pub fn set_outage_mode(&self, paused: bool) {
+        self.outage_mode.set(i64::from(paused));
+    }
+
+    /// Keeps `prechat_outage_mode` equal to an outage flag (`OutageGuard::subscribe`) until
+    /// its sender is dropped. Spawn it once per flag.
+    pub async fn follow_outage_mode(self: Arc<Self>, mut paused: watch::Receiver<bool>) {
+        loop {
+            let now = *paused.borrow_and_update();
+            self.set_outage_mode(now);
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sets the budget gauges: the configured rate and the rate the limiter runs at now
+    /// (requests per minute).
+    pub fn set_genesys_budget(&self, configured_per_minute: u32, current_per_minute: u32) {
+        self.genesys_budget_configured
+            .set(i64::from(configured_per_minute));
+        self.genesys_budget_rate.set(i64::from(current_per_minute));
+    }
+
+    /// Sets the server's view of the budget from a response's `inin-ratelimit-count` and
+    /// `inin-ratelimit-allowed` headers.
+    pub fn set_genesys_window(&self, used: u32, allowed: u32) {
+        self.genesys_budget_window_used.set(i64::from(used));
+        self.genesys_budget_window_allowed.set(i64::from(allowed));
+    }
+
+    /// Records that this process holds a message of `queue` accepted at `accepted_at`, until
+    /// the returned guard is dropped (after the ack, nack or republish).
+    /// `prechat_queue_oldest_message_age_seconds{queue}` is the age of the oldest message
+    /// held, 0 once `queue` has been seen and nothing of it is held.
+    pub fn hold_message(&self, queue: &str, accepted_at: DateTime<Utc>) -> HeldMessage {
+        let at = accepted_at.timestamp_millis();
+        let mut held = self.held.lock();
+        *held
+            .entry(queue.to_string())
+            .or_default()
+            .entry(at)
+            .or_default() += 1;
+        HeldMessage {
+            held: self.held.clone(),
+            queue: queue.to_string(),
+            at,
         }
     }
 
@@ -248,10 +385,167 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.process_registry))
+            .and_then(|()| encode_eof(&mut out))
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Acceptance times (Unix milliseconds → how many) of the messages held, per queue.
+#[derive(Debug, Default)]
+struct HeldMessages(Mutex<HashMap<String, BTreeMap<i64, usize>>>);
+
+impl HeldMessages {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<i64, usize>>> {
+        // A panic while holding the lock leaves the counts consistent (single updates).
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Age in seconds of the oldest message held per queue at `now`; 0 for a queue seen
+    /// before with nothing held now, never negative.
+    fn oldest_ages(&self, now: DateTime<Utc>) -> BTreeMap<String, f64> {
+        let now = now.timestamp_millis();
+        self.lock()
+            .iter()
+            .map(|(queue, times)| {
+                let age = times
+                    .keys()
+                    .next()
+                    .map_or(0.0, |oldest| (now - oldest).max(0) as f64 / 1000.0);
+                (queue.clone(), age)
+            })
+            .collect()
+    }
+}
+
+/// One message of a queue held by this process; see [`Metrics::hold_message`].
+#[must_use = "the message counts as held until this guard is dropped"]
+#[derive(Debug)]
+pub struct HeldMessage {
+    held: Arc<HeldMessages>,
+    queue: String,
+    at: i64,
+}
+
+impl Drop for HeldMessage {
+    fn drop(&mut self) {
+        let mut held = self.held.lock();
+        if let Some(times) = held.get_mut(&self.queue) {
+            if let Some(count) = times.get_mut(&self.at) {
+                *count -= 1;
+                if *count == 0 {
+                    times.remove(&self.at);
+                }
+            }
+        }
+    }
+}
+
+/// `prechat_queue_oldest_message_age_seconds{queue}`, computed at each scrape so the age
+/// keeps growing between updates. The family is described even while empty.
+#[derive(Debug)]
+struct OldestMessageAge(Arc<HeldMessages>);
+
+impl Collector for OldestMessageAge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let ages = self.0.oldest_ages(Utc::now());
+        let mut family = encoder.encode_descriptor(
+            "queue_oldest_message_age",
+            "Age of the oldest message this process holds, per queue (since prechat-accepted-at)",
+            Some(&Unit::Seconds),
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (queue, age) in ages {
+            let labels = QueueNameLabels { queue };
+            ConstGauge::new(age).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// CPU time and resident memory of this process, as read from `/proc/self`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// User plus system CPU time, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident set size, in bytes.
+    pub resident_bytes: u64,
+}
+
+impl ProcessStats {
+    /// This process's figures; `None` where `/proc/self` cannot be read (not Linux).
+    pub fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        Self::parse(&stat, &status, clock_ticks_per_second())
+    }
+
+    /// Parses `/proc/self/stat` (`utime` and `stime`, fields 14 and 15, in clock ticks) and
+    /// `/proc/self/status` (`VmRSS`, in kB).
+    pub fn parse(stat: &str, status: &str, ticks_per_second: f64) -> Option<Self> {
+        // The command name (field 2) is in parentheses and may contain spaces or ')'.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // fields[0] is field 3 (state): utime is field 14, stime field 15.
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(Self {
+            cpu_seconds: (utime + stime) as f64 / ticks_per_second,
+            resident_bytes: rss_kb.saturating_mul(1024),
+        })
+    }
+}
+
+/// `USER_HZ`, the unit of the CPU times in `/proc`.
+fn clock_ticks_per_second() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks > 0 {
+            return ticks as f64;
+        }
+    }
+    100.0
+}
+
+/// `process_cpu_seconds_total` and `process_resident_memory_bytes`, read at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(stats.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "Total user and system CPU time spent",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?)?;
+        let rss = ConstGauge::new(saturating_i64(stats.resident_bytes));
+        rss.encode(encoder.encode_descriptor(
+            "process_resident_memory",
+            "Resident memory size",
+            Some(&Unit::Bytes),
+            rss.metric_type(),
+        )?)?;
+        Ok(())
     }
 }
 
@@ -269,4 +563,155 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})).into_response() }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The value of the sample line `series` (name and labels exactly as rendered).
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.parse().unwrap())
+    }
+
+    #[test]
+    fn build_info_names_the_package_version() {
+        let text = Metrics::new().render();
+        assert!(text.contains("# TYPE prechat_build_info gauge\n"), "{text}");
+        let series = format!(
+            "prechat_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(sample(&text, &series), Some(1.0), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn proc_self_stat_and_status_are_parsed() {
+        // A command name with spaces and a ')' must not shift the fields.
+        let stat = "4242 (prechat) (x y) S 1 4242 4242 0 -1 4194560 1530 0 0 0 250 75 0 0 20 0 9 0 123 456789 2000 18446744073709551615";
+        let status = "Name:\tprechat\nVmPeak:\t  900000 kB\nVmRSS:\t   51200 kB\nThreads:\t9\n";
+        let stats = ProcessStats::parse(stat, status, 100.0).unwrap();
+        assert_eq!(stats.cpu_seconds, 3.25);
+        assert_eq!(stats.resident_bytes, 51200 * 1024);
+        assert_eq!(ProcessStats::parse("garbage", status, 100.0), None);
+        assert_eq!(ProcessStats::parse(stat, "Name:\tx\n", 100.0), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_cpu_and_memory_are_exported_without_the_prefix() {
+        let stats = ProcessStats::read().expect("/proc/self on Linux");
+        assert!(stats.resident_bytes > 1024 * 1024, "{stats:?}");
+        let text = Metrics::new().render();
+        assert!(
+            text.contains("# TYPE process_cpu_seconds counter\n"),
+            "{text}"
+        );
+        assert!(sample(&text, "process_cpu_seconds_total").unwrap() >= 0.0);
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge\n"));
+        assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6);
+        assert!(!text.contains("prechat_process"));
+    }
+
+    #[test]
+    fn outage_mode_and_budget_gauges_render() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        assert_eq!(sample(&text, "prechat_outage_mode"), Some(0.0));
+        metrics.set_outage_mode(true);
+        metrics.set_genesys_budget(300, 120);
+        metrics.set_genesys_window(250, 300);
+        let text = metrics.render();
+        assert_eq!(sample(&text, "prechat_outage_mode"), Some(1.0));
+        assert_eq!(
+            sample(&text, "prechat_genesys_budget_configured_per_minute"),
+            Some(300.0)
+        );
+        assert_eq!(
+            sample(&text, "prechat_genesys_budget_rate_per_minute"),
+            Some(120.0)
+        );
+        assert_eq!(
+            sample(&text, "prechat_genesys_budget_window_used"),
+            Some(250.0)
+        );
+        assert_eq!(
+            sample(&text, "prechat_genesys_budget_window_allowed"),
+            Some(300.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn outage_mode_follows_the_flag_until_its_sender_is_dropped() {
+        let metrics = Arc::new(Metrics::new());
+        let (flag, paused) = watch::channel(true);
+        let follower = tokio::spawn(metrics.clone().follow_outage_mode(paused));
+        let until = |want: i64| {
+            let metrics = metrics.clone();
+            async move {
+                while metrics.outage_mode.get() != want {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), until(1))
+            .await
+            .unwrap();
+        flag.send_replace(false);
+        tokio::time::timeout(std::time::Duration::from_secs(5), until(0))
+            .await
+            .unwrap();
+        drop(flag);
+        tokio::time::timeout(std::time::Duration::from_secs(5), follower)
+            .await
+            .expect("the follower ends with its flag")
+            .unwrap();
+    }
+
+    #[test]
+    fn the_oldest_held_message_gives_the_queue_age() {
+        let metrics = Metrics::new();
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let oldest = metrics.hold_message("prechat.submissions", t0);
+        let twin = metrics.hold_message("prechat.submissions", t0);
+        let newer = metrics.hold_message("prechat.submissions", t0 + chrono::Duration::seconds(30));
+        let awaiting = metrics.hold_message("prechat.awaiting", t0 + chrono::Duration::seconds(50));
+        let at = |s| metrics.held.oldest_ages(t0 + chrono::Duration::seconds(s));
+        assert_eq!(at(60)["prechat.submissions"], 60.0);
+        assert_eq!(at(60)["prechat.awaiting"], 10.0);
+        drop(oldest);
+        assert_eq!(at(60)["prechat.submissions"], 60.0, "a twin is still held");
+        drop(twin);
+        assert_eq!(at(60)["prechat.submissions"], 30.0);
+        drop(newer);
+        assert_eq!(at(60)["prechat.submissions"], 0.0, "seen, nothing held");
+        assert_eq!(at(40)["prechat.awaiting"], 0.0, "never negative");
+        drop(awaiting);
+    }
+
+    #[test]
+    fn the_age_family_is_described_even_while_empty() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE prechat_queue_oldest_message_age_seconds gauge\n"),
+            "{text}"
+        );
+        let _held = metrics.hold_message(
+            "prechat.awaiting",
+            Utc::now() - chrono::Duration::seconds(90),
+        );
+        let text = metrics.render();
+        let age = sample(
+            &text,
+            "prechat_queue_oldest_message_age_seconds{queue=\"prechat.awaiting\"}",
+        )
+        .unwrap();
+        assert!((90.0..100.0).contains(&age), "{age}");
+    }
 }
