@@ -7,7 +7,10 @@
 //! - `ingest` — `POST /v1/submissions`: authenticate, validate, publish with confirms;
 //! - `worker` — consume, process (CRM → merge → Genesys), decide, follow up, settle;
 //!   `worker::decision` is the pure verdict, `worker::follow_up` the pure publish it needs;
-//! - `resolver` — holds submissions without a conversation id and matches them by search;
+//! - `resolver` — holds submissions without a conversation id and matches them with the
+//!   flow's handoff, or else by search;
+//! - `handoff` — the Architect data action's handoff: its message, its answer, and the wait
+//!   for the enrichment;
 //! - `dlq` — the operators' dead-letter commands (list, show, stats, replay, purge);
 //! - `genesys` — the Platform API client: OAuth, the shared budget, errors, each API;
 //! - `crm` — the CRM adapter with its cache and breaker;
@@ -24,6 +27,7 @@ pub mod config;
 pub mod crm;
 pub mod dlq;
 pub mod genesys;
+pub mod handoff;
 pub mod http_error;
 pub mod ingest;
 pub mod merge;

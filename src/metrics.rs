@@ -57,6 +57,13 @@ pub struct RouteLabels {
 }
 
 /// `result` label of CRM lookups.
+/// Labels of `prechat_handoffs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandoffLabels {
+    /// `enriched`, `pending`, `rejected` (4xx), `unavailable` (503).
+    pub status: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CrmLabels {
     /// `found`, `not_found`, `unavailable`.
@@ -113,6 +120,11 @@ pub struct Metrics {
     pub crm_latency: Histogram,
     /// `prechat_crm_cache_hits_total`.
     pub crm_cache_hits: Counter,
+    /// `prechat_handoffs_total{status}`: handoff answers by status.
+    pub handoffs: Family<HandoffLabels, Counter>,
+    /// `prechat_handoffs_matched_total`: handoffs the resolver took (each completes a parked
+    /// submission, or waits for one).
+    pub handoffs_matched: Counter,
     /// `prechat_crm_breaker_open`: 1 while the circuit breaker stops CRM calls.
     pub crm_breaker_open: Gauge,
     /// `prechat_queue_messages{queue,state}`.
@@ -162,6 +174,8 @@ impl Metrics {
             crm_requests: Family::default(),
             crm_latency: latency_histogram(),
             crm_cache_hits: Counter::default(),
+            handoffs: Family::default(),
+            handoffs_matched: Counter::default(),
             crm_breaker_open: Gauge::default(),
             queue_messages: Family::default(),
             outage_mode: Gauge::default(),
@@ -231,6 +245,16 @@ impl Metrics {
             "crm_cache_hits",
             "CRM lookups answered from the cache",
             metrics.crm_cache_hits.clone(),
+        );
+        registry.register(
+            "handoffs",
+            "Answers of POST /v1/handoffs by status",
+            metrics.handoffs.clone(),
+        );
+        registry.register(
+            "handoffs_matched",
+            "Handoffs the resolver took",
+            metrics.handoffs_matched.clone(),
         );
         registry.register(
             "crm_breaker_open",

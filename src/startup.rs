@@ -17,6 +17,7 @@ use crate::crm::client::CrmClientConfig;
 use crate::crm::CrmClient;
 use crate::genesys::auth::TokenProvider;
 use crate::genesys::{Budget, GenesysClient, GenesysConfig};
+use crate::handoff::watch::EnrichmentWatch;
 use crate::ingest::auth::TokenSet;
 use crate::ingest::{router, IngestState};
 use crate::merge::{QueueTarget, RouteTable};
@@ -172,6 +173,7 @@ pub struct Application {
     components: Components,
     declared: Declared,
     ingest: Option<(tokio::net::TcpListener, axum::Router)>,
+    watch: Option<EnrichmentWatch>,
     metrics_listener: Option<tokio::net::TcpListener>,
     poller: Option<DepthPoller>,
     worker: Option<Worker<CrmClient>>,
@@ -185,12 +187,13 @@ impl Application {
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
         let c = Components::build(settings, roles)?;
         let declared = Declared::default();
-        let ingest = match roles.ingest {
-            true => Some((
+        let watch = roles.ingest.then(EnrichmentWatch::default);
+        let ingest = match &watch {
+            Some(watch) => Some((
                 bind(c.settings.ingest.bind, "ingest.bind").await?,
-                ingest_router(&c, &declared),
+                ingest_router(&c, &declared, watch),
             )),
-            false => None,
+            None => None,
         };
         let metrics_listener = match c.settings.metrics.bind.as_str() {
             "" => None,
@@ -210,6 +213,7 @@ impl Application {
             components: c,
             declared,
             ingest,
+            watch,
             metrics_listener,
             poller,
             worker,
@@ -249,6 +253,14 @@ impl Application {
         if let Some((listener, app)) = self.ingest {
             tracing::info!(ingest.addr = %listener.local_addr()?, "ingest listening");
             tasks.spawn(serve(listener, app, shutdown.clone(), "ingest"));
+        }
+        if let Some(watch) = self.watch {
+            let run = watch.run(
+                c.consume_broker.clone(),
+                c.topology.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(after_declared(self.declared.clone(), shutdown.clone(), run));
         }
         if let Some(listener) = self.metrics_listener {
             tracing::info!(metrics.addr = %listener.local_addr()?, "metrics listening");
@@ -328,8 +340,15 @@ async fn after_declared(
     }
 }
 
-fn ingest_router(c: &Components, declared: &Declared) -> axum::Router {
+fn ingest_router(c: &Components, declared: &Declared, watch: &EnrichmentWatch) -> axum::Router {
+    let handoff_tokens = match c.settings.handoff.auth_tokens.is_empty() {
+        true => c.settings.ingest.auth_tokens.clone(),
+        false => c.settings.handoff.auth_tokens.clone(),
+    };
     router(Arc::new(IngestState {
+        handoff_tokens: TokenSet::new(handoff_tokens, c.settings.ingest.allow_unauthenticated),
+        handoff_wait: c.settings.handoff.wait(),
+        watch: watch.clone(),
         tokens: TokenSet::new(
             c.settings.ingest.auth_tokens.clone(),
             c.settings.ingest.allow_unauthenticated,
@@ -395,6 +414,7 @@ fn resolver(c: &Components) -> Resolver {
             lookback_margin: c.settings.resolver.lookback_margin(),
             deadline: c.settings.worker.deadline(),
             max_waiting: c.settings.resolver.max_waiting,
+            handoff_grace: c.settings.resolver.handoff_grace(),
         },
     }
 }

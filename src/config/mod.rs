@@ -94,6 +94,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// What `/metrics` polls.
     pub metrics: MetricsSettings,
+    /// The Architect handoff.
+    #[serde(default)]
+    pub handoff: HandoffSettings,
 }
 
 /// `[amqp]`
@@ -169,6 +172,62 @@ pub struct ResolverSettings {
     pub lookback_margin_secs: u64,
     /// Waiting submissions held at once.
     pub max_waiting: u16,
+    /// A parked submission is left out of the scans this long, so that the flow's handoff
+    /// (which needs no search call) can match it first.
+    #[serde(default = "default_handoff_grace_ms")]
+    pub handoff_grace_ms: u64,
+}
+
+fn default_handoff_grace_ms() -> u64 {
+    2000
+}
+
+/// `[handoff]`: `POST /v1/handoffs`, the Architect data action's call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HandoffSettings {
+    /// Bearer tokens the data action sends; empty = the ingest's tokens.
+    #[serde(default)]
+    pub auth_tokens: Vec<SecretString>,
+    /// How long the answer waits for the enrichment (a request's `?wait_ms=` may lower it).
+    #[serde(default = "default_handoff_wait_ms")]
+    pub wait_ms: u64,
+}
+
+fn default_handoff_wait_ms() -> u64 {
+    2000
+}
+
+impl Default for HandoffSettings {
+    fn default() -> Self {
+        Self {
+            auth_tokens: Vec::new(),
+            wait_ms: default_handoff_wait_ms(),
+        }
+    }
+}
+
+/// The longest wait a handoff answer may have.
+pub const MAX_HANDOFF_WAIT_MS: u64 = 10_000;
+
+impl HandoffSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.wait_ms > MAX_HANDOFF_WAIT_MS {
+            return invalid("handoff.wait_ms", "must be at most 10000");
+        }
+        if self
+            .auth_tokens
+            .iter()
+            .any(|t| t.expose_secret().trim().is_empty())
+        {
+            return invalid("handoff.auth_tokens", "an empty token is not allowed");
+        }
+        Ok(())
+    }
+
+    /// The answer's longest wait.
+    pub fn wait(&self) -> Duration {
+        Duration::from_millis(self.wait_ms)
+    }
 }
 
 /// What a worker does when the CRM cannot be reached.
@@ -396,6 +455,7 @@ impl Settings {
         }
         if roles.ingest {
             self.ingest.validate()?;
+            self.handoff.validate()?;
             if self.ingest.request_timeout_ms <= self.amqp.publish_timeout_ms {
                 return invalid(
                     "ingest.request_timeout_ms",
@@ -613,6 +673,11 @@ impl ResolverSettings {
     /// Time between scans.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// How long a parked submission is left to the handoff before scans look for it.
+    pub fn handoff_grace(&self) -> Duration {
+        Duration::from_millis(self.handoff_grace_ms)
     }
 
     /// How far before the oldest waiting submission a scan starts.

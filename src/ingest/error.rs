@@ -40,6 +40,26 @@ impl ApiError {
         }
     }
 
+    /// 415: the body is not declared JSON.
+    pub fn not_json() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON with 'Content-Type: application/json'",
+        )
+    }
+
+    /// The same error about a field.
+    pub fn with_field(mut self, field: Option<&str>) -> Self {
+        self.field = field.map(str::to_string);
+        self
+    }
+
+    /// Whether the broker, not the request, was at fault (503).
+    pub fn is_unavailable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+    }
+
     /// 401.
     pub fn unauthorized() -> Self {
         Self::new(

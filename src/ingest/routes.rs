@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::auth::TokenSet;
 use super::error::ApiError;
+use crate::handoff::watch::EnrichmentWatch;
 use crate::metrics::{Metrics, StatusLabels};
 use crate::privacy::SessionHasher;
 use crate::queue::headers::{self, json_properties, HeaderExt};
@@ -39,12 +40,19 @@ pub struct IngestState {
     pub metrics: Arc<Metrics>,
     /// Upper bound of one `POST /v1/submissions`.
     pub request_timeout: std::time::Duration,
+    /// Tokens of `POST /v1/handoffs` (the ingest's when `handoff.auth_tokens` is empty).
+    pub handoff_tokens: TokenSet,
+    /// The handoff answer's longest wait.
+    pub handoff_wait: std::time::Duration,
+    /// The enrichments the handoff answers wait for.
+    pub watch: EnrichmentWatch,
 }
 
 /// The ingest's router.
 pub fn router(state: Arc<IngestState>) -> Router {
     Router::new()
         .route("/v1/submissions", post(submit))
+        .route("/v1/handoffs", post(super::handoff::handoff))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -83,21 +91,9 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
         return Err(ApiError::unauthorized());
     }
     if !is_json(&parts.headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be JSON with 'Content-Type: application/json'",
-        ));
+        return Err(ApiError::not_json());
     }
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        })?;
+    let body = read_body(body).await?;
     let context = ParseContext {
         origin: Origin::Http,
         now: Utc::now(),
@@ -145,7 +141,20 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// The body, at most [`MAX_BODY_BYTES`].
+pub(super) async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })
+}
+
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -158,7 +167,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The caller's W3C `traceparent` when well-formed, else a new one.
-fn traceparent(headers: &HeaderMap) -> String {
+pub(super) fn traceparent(headers: &HeaderMap) -> String {
     crate::trace::or_new(headers.get("traceparent").and_then(|v| v.to_str().ok()))
 }
 

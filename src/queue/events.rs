@@ -66,6 +66,10 @@ pub struct Event {
     pub retry_in_ms: Option<u64>,
     /// When.
     pub at: DateTime<Utc>,
+    /// On `enriched`: the attributes written, without the personal ones (names, email,
+    /// phone), for the Architect handoff's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Publishes events (confirmed, but an event that cannot be published never fails the work).

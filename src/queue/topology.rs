@@ -21,6 +21,9 @@ use crate::config::AmqpSettings;
 pub const SUBMISSION_KEY: &str = "submission";
 /// Routing key that parks a submission with no conversation id.
 pub const AWAITING_KEY: &str = "awaiting";
+/// Routing key of a handoff (the flow's conversation id for a submission id), held by the
+/// resolver beside the parked submissions.
+pub const HANDOFF_KEY: &str = "handoff";
 
 /// Names and arguments of every exchange and queue, derived from `[amqp]`.
 #[derive(Debug, Clone)]
@@ -169,7 +172,10 @@ impl Topology {
         entities.push(Entity::Queue {
             name: self.awaiting_queue(),
             arguments: awaiting,
-            bindings: vec![(self.ingest_exchange(), AWAITING_KEY.into())],
+            bindings: vec![
+                (self.ingest_exchange(), AWAITING_KEY.into()),
+                (self.ingest_exchange(), HANDOFF_KEY.into()),
+            ],
         });
         for delay in &self.retry_delays_secs {
             let mut retry = quorum();

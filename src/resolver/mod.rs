@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::genesys::search::SearchRow;
 use crate::genesys::GenesysClient;
+use crate::handoff::Handoff;
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
 use crate::queue::connection::Reconnect;
@@ -52,6 +55,8 @@ pub struct ResolverOptions {
     pub deadline: Duration,
     /// Submissions held at once (the consumer's prefetch).
     pub max_waiting: u16,
+    /// How long a parked submission is left to the flow's handoff before scans look for it.
+    pub handoff_grace: Duration,
 }
 
 /// What the resolver needs.
@@ -80,6 +85,23 @@ struct Waiting {
     delivery: Delivery,
     submission: Submission,
     headers: FieldTable,
+    /// When this resolver took it (the handoff grace counts from here).
+    parked: Instant,
+}
+
+struct HeldHandoff {
+    delivery: Delivery,
+    handoff: Handoff,
+    since: DateTime<Utc>,
+}
+
+fn is_handoff(delivery: &Delivery) -> bool {
+    delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.text(crate::handoff::KIND_HEADER))
+        .is_some_and(|kind| kind == crate::handoff::KIND)
 }
 
 impl Resolver {
@@ -119,17 +141,24 @@ impl Resolver {
             .await?;
         reconnect.reset();
         let mut waiting: HashMap<String, Waiting> = HashMap::new();
+        let mut handoffs: HashMap<String, HeldHandoff> = HashMap::new();
         let mut polls = tokio::time::interval(self.settings.poll_interval);
         polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
                 next = consumer.next() => match next {
-                    Some(Ok(delivery)) => self.admit(delivery, &mut waiting).await,
+                    Some(Ok(delivery)) if is_handoff(&delivery) => {
+                        self.admit_handoff(delivery, &mut waiting, &mut handoffs).await
+                    }
+                    Some(Ok(delivery)) => self.admit(delivery, &mut waiting, &handoffs).await,
                     Some(Err(error)) => break Err(error.into()),
                     None => break Err(BrokerError::Unavailable("the broker cancelled the resolver".into())),
                 },
-                _ = polls.tick(), if !waiting.is_empty() => self.scan(&mut waiting).await,
+                _ = polls.tick(), if !waiting.is_empty() || !handoffs.is_empty() => {
+                    self.drop_old_handoffs(&mut handoffs).await;
+                    self.scan(&mut waiting).await
+                }
             }
         };
         // Unacked submissions go back to the queue for the next resolver.
@@ -137,7 +166,71 @@ impl Resolver {
         result
     }
 
-    async fn admit(&self, delivery: Delivery, waiting: &mut HashMap<String, Waiting>) {
+    /// A handoff: the conversation of a submission, from the flow. It completes a parked
+    /// submission at once (no search) and is held for one that has yet to come.
+    async fn admit_handoff(
+        &self,
+        delivery: Delivery,
+        waiting: &mut HashMap<String, Waiting>,
+        handoffs: &mut HashMap<String, HeldHandoff>,
+    ) {
+        let handoff = match serde_json::from_slice::<Handoff>(&delivery.data) {
+            Ok(handoff) => handoff,
+            Err(error) => {
+                // Only a hand-made message gets here: the ingest publishes valid handoffs.
+                tracing::warn!(%error, "a handoff message that is not one was dropped");
+                return settle(&delivery.acker, Settle::Ack).await;
+            }
+        };
+        let id = handoff.submission_id.clone();
+        if handoffs.contains_key(&id) {
+            tracing::debug!(submission.id = %id, "repeated handoff; the first one stands");
+            return settle(&delivery.acker, Settle::Ack).await;
+        }
+        self.metrics.handoffs_matched.inc();
+        if let Some(mut held) = waiting.remove(&id) {
+            if held.submission.conversation_id.is_none() {
+                held.submission.conversation_id = Some(handoff.conversation_id.clone());
+            }
+            if let Err(held) = self.forward(held).await {
+                waiting.insert(id.clone(), held);
+            }
+        }
+        let since = handoff.accepted_at.unwrap_or_else(Utc::now);
+        handoffs.insert(
+            id,
+            HeldHandoff {
+                delivery,
+                handoff,
+                since,
+            },
+        );
+    }
+
+    /// Acks the handoffs past the deadline: their submission never came (no dead letter:
+    /// nothing was submitted).
+    async fn drop_old_handoffs(&self, handoffs: &mut HashMap<String, HeldHandoff>) {
+        let deadline = chrono::Duration::from_std(self.settings.deadline).unwrap_or_default();
+        let now = Utc::now();
+        let old: Vec<String> = handoffs
+            .iter()
+            .filter(|(_, h)| now >= h.since + deadline)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in old {
+            if let Some(held) = handoffs.remove(&id) {
+                tracing::info!(submission.id = %id, conversation.id = %held.handoff.conversation_id, "handoff dropped at its deadline");
+                settle(&held.delivery.acker, Settle::Ack).await;
+            }
+        }
+    }
+
+    async fn admit(
+        &self,
+        delivery: Delivery,
+        waiting: &mut HashMap<String, Waiting>,
+        handoffs: &HashMap<String, HeldHandoff>,
+    ) {
         // Held, forwarded or dead-lettered, a submission keeps one trace.
         let reader = Reader {
             hasher: &self.hasher,
@@ -147,11 +240,18 @@ impl Resolver {
         let id = inbound.submission_id();
         let headers = inbound.headers;
         match inbound.parsed {
-            Ok(submission) if submission.conversation_id.is_some() => {
+            Ok(mut submission)
+                if submission.conversation_id.is_some() || handoffs.contains_key(&id) =>
+            {
+                if submission.conversation_id.is_none() {
+                    submission.conversation_id =
+                        handoffs.get(&id).map(|h| h.handoff.conversation_id.clone());
+                }
                 let held = Waiting {
                     delivery,
                     submission,
                     headers,
+                    parked: Instant::now(),
                 };
                 if let Err(held) = self.forward(held).await {
                     waiting.insert(id, held);
@@ -168,6 +268,7 @@ impl Resolver {
                             delivery,
                             submission,
                             headers,
+                            parked: Instant::now(),
                         });
                     }
                 }
@@ -209,7 +310,9 @@ impl Resolver {
                 }
             }
         }
-        if waiting.is_empty() {
+        // Left to the handoff for a while: a scan starts only once one of them waited longer.
+        let grace = self.settings.handoff_grace;
+        if !waiting.values().any(|w| w.parked.elapsed() >= grace) {
             return;
         }
         let oldest = waiting
@@ -412,6 +515,7 @@ impl Resolver {
                 reason: Some(dead.message),
                 retry_in_ms: None,
                 at: now,
+                attributes: None,
             })
             .await;
         true

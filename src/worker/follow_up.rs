@@ -74,6 +74,7 @@ pub fn event(
     submission_id: String,
     conversation_id: Option<String>,
     attempt: u32,
+    written: Option<std::collections::BTreeMap<String, String>>,
     now: DateTime<Utc>,
 ) -> Event {
     let mut event = Event {
@@ -85,9 +86,10 @@ pub fn event(
         reason: None,
         retry_in_ms: None,
         at: now,
+        attributes: None,
     };
     match decision {
-        Decision::Ack => {}
+        Decision::Ack => event.attributes = written,
         Decision::Await => event.outcome = Outcome::Awaiting,
         Decision::Retry { delay, cause, .. } => {
             event.outcome = Outcome::Retrying;

@@ -3,6 +3,7 @@
 //! whose follow-up publish fails is nacked back to its queue instead of acked, and a
 //! panic in processing is caught and nacked, so no input can take a worker down.
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -78,7 +79,11 @@ impl<C: CustomerDirectory> WorkerContext<C> {
             tracing::error!(%error, decision = decision_name(&decision), "follow-up publish failed; message returned to the queue");
             return settle(&delivery.acker, Settle::Requeue).await;
         }
-        self.record(&decision, &inbound, now).await;
+        let written = match result {
+            Ok(Done::Enriched { written, .. }) => Some(written),
+            _ => None,
+        };
+        self.record(&decision, &inbound, written, now).await;
         settle(&delivery.acker, Settle::Ack).await;
     }
 
@@ -136,13 +141,20 @@ impl<C: CustomerDirectory> WorkerContext<C> {
     }
 
     /// Metrics, the log line and the outcome event of a carried-out decision.
-    async fn record(&self, decision: &Decision, inbound: &Inbound, now: DateTime<Utc>) {
+    async fn record(
+        &self,
+        decision: &Decision,
+        inbound: &Inbound,
+        written: Option<BTreeMap<String, String>>,
+        now: DateTime<Utc>,
+    ) {
         let submission = inbound.parsed.as_ref().ok();
         let event = event(
             decision,
             inbound.submission_id(),
             submission.and_then(|s| s.conversation_id.clone()),
             inbound.attempt,
+            written,
             now,
         );
         let accepted_at = inbound

@@ -83,6 +83,15 @@ impl<C: CustomerDirectory> Processor<C> {
         let patched = self
             .write_attributes(conversation_id, customer, &enrichment)
             .await?;
+        let mut written = crate::handoff::shareable(&enrichment.attributes());
+        if !patched {
+            // What is on the participant (an earlier `enrichedAt` above all).
+            for key in crate::handoff::ANSWER_KEYS {
+                if let Some(value) = customer.attributes.get(key) {
+                    written.insert(key.to_string(), value.clone());
+                }
+            }
+        }
         if self.external_contacts && submission.has_consent() {
             upsert_contact(
                 &self.genesys,
@@ -99,7 +108,7 @@ impl<C: CustomerDirectory> Processor<C> {
             self.transfer(conversation_id, customer, &enrichment)
                 .await?;
         }
-        Ok(Done::Enriched { patched })
+        Ok(Done::Enriched { patched, written })
     }
 
     /// One cheap call per dependency that can trip outage mode: Genesys answers (a 404 for

@@ -40,6 +40,8 @@ pub enum Done {
     Enriched {
         /// Whether a `PATCH` was sent.
         patched: bool,
+        /// The non-personal attributes now on the participant (for the handoff's answer).
+        written: std::collections::BTreeMap<String, String>,
     },
     /// No conversation id yet: the submission waits in `prechat.awaiting`.
     AwaitingConversation,

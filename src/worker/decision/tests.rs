@@ -59,13 +59,19 @@ fn every_outcome_maps_to_the_decision_of_the_failure_policy() {
     let cases: Vec<(&str, Result<Done, Failure>, Attempt, Decision)> = vec![
         (
             "enriched acks",
-            Ok(Done::Enriched { patched: true }),
+            Ok(Done::Enriched {
+                patched: true,
+                written: Default::default(),
+            }),
             at(1, 0),
             Decision::Ack,
         ),
         (
             "already written acks",
-            Ok(Done::Enriched { patched: false }),
+            Ok(Done::Enriched {
+                patched: false,
+                written: Default::default(),
+            }),
             at(3, 0),
             Decision::Ack,
         ),
