@@ -365,6 +365,8 @@ fn ingest_router(c: &Components, declared: &Declared, watch: &EnrichmentWatch) -
 
 fn worker(c: &Components, routes: RouteTable) -> Worker<CrmClient> {
     let worker = &c.settings.worker;
+    let outage = Arc::new(OutageGuard::new(worker.outage_threshold));
+    tokio::spawn(c.metrics.clone().follow_outage_mode(outage.subscribe()));
     let context = Arc::new(WorkerContext {
         processor: Processor {
             genesys: c.genesys.clone(),
@@ -389,7 +391,7 @@ fn worker(c: &Components, routes: RouteTable) -> Worker<CrmClient> {
         hasher: c.hasher.clone(),
         phone_region: c.settings.phone_region(),
         metrics: c.metrics.clone(),
-        outage: Arc::new(OutageGuard::new(worker.outage_threshold)),
+        outage: outage.clone(),
     });
     Worker::new(
         context,

@@ -42,6 +42,7 @@ impl Budget {
     /// A budget of `requests_per_minute`, spread evenly: a burst of one, so that no
     /// 60-second window on the server's side ever sees more than the budget plus one.
     pub fn new(requests_per_minute: u32, metrics: Arc<Metrics>) -> Self {
+        metrics.set_genesys_budget(requests_per_minute, requests_per_minute);
         Self {
             configured_per_minute: requests_per_minute,
             limiter: RwLock::new((requests_per_minute, limiter(requests_per_minute))),
@@ -70,6 +71,11 @@ impl Budget {
                 );
                 *current = (wanted, limiter(wanted));
             }
+            self.metrics
+                .set_genesys_budget(self.configured_per_minute, wanted);
+        }
+        if let (Some(count), Some(allowed)) = (server.count, server.allowed) {
+            self.metrics.set_genesys_window(count, allowed);
         }
         if let (Some(count), Some(allowed), Some(reset)) =
             (server.count, server.allowed, server.reset)

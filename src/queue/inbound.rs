@@ -29,6 +29,14 @@ pub struct Inbound {
 }
 
 impl Inbound {
+    /// When the submission was accepted: the ingest's header, else its `submittedAt`, else now.
+    pub fn accepted_at(&self) -> DateTime<Utc> {
+        self.headers
+            .time(headers::ACCEPTED_AT)
+            .or(self.parsed.as_ref().ok().map(|s| s.submitted_at))
+            .unwrap_or_else(Utc::now)
+    }
+
     /// The submission id: the body's, else the message id, else empty.
     pub fn submission_id(&self) -> String {
         self.parsed

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::genesys::search::SearchRow;
 use crate::genesys::GenesysClient;
 use crate::handoff::Handoff;
-use crate::metrics::Metrics;
+use crate::metrics::{HeldMessage, Metrics};
 use crate::privacy::SessionHasher;
 use crate::queue::connection::Reconnect;
 use crate::queue::dead_letter::{mark_dead, scrub_session_id, DeadLetter, ErrorClass};
@@ -87,6 +87,8 @@ struct Waiting {
     headers: FieldTable,
     /// When this resolver took it (the handoff grace counts from here).
     parked: Instant,
+    /// Counts in the awaiting queue's oldest-message age while held.
+    _held: HeldMessage,
 }
 
 struct HeldHandoff {
@@ -166,6 +168,11 @@ impl Resolver {
         result
     }
 
+    fn held_message(&self, accepted_at: DateTime<Utc>) -> HeldMessage {
+        self.metrics
+            .hold_message(&self.topology.awaiting_queue(), accepted_at)
+    }
+
     /// A handoff: the conversation of a submission, from the flow. It completes a parked
     /// submission at once (no search) and is held for one that has yet to come.
     async fn admit_handoff(
@@ -238,6 +245,7 @@ impl Resolver {
         };
         let inbound = reader.read(&delivery, Utc::now());
         let id = inbound.submission_id();
+        let held_since = inbound.accepted_at();
         let headers = inbound.headers;
         match inbound.parsed {
             Ok(mut submission)
@@ -252,6 +260,7 @@ impl Resolver {
                     submission,
                     headers,
                     parked: Instant::now(),
+                    _held: self.held_message(held_since),
                 };
                 if let Err(held) = self.forward(held).await {
                     waiting.insert(id, held);
@@ -269,6 +278,7 @@ impl Resolver {
                             submission,
                             headers,
                             parked: Instant::now(),
+                            _held: self.held_message(held_since),
                         });
                     }
                 }

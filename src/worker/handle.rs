@@ -59,6 +59,10 @@ impl<C: CustomerDirectory> WorkerContext<C> {
             return settle(&delivery.acker, Settle::Requeue).await;
         };
         let (submission_id, traceparent) = (inbound.submission_id(), inbound.traceparent.clone());
+        // Counted in the oldest-message age of the work queue until settled.
+        let _held = self
+            .metrics
+            .hold_message(&self.topology.submissions_queue(), inbound.accepted_at());
         let work = AssertUnwindSafe(self.handle_inner(&delivery, inbound)).catch_unwind();
         if crate::trace::in_submission(&submission_id, traceparent, work)
             .await
