@@ -257,3 +257,65 @@ mod tests {
         assert!(!enriched.contains_key("email"));
     }
 }
+
+#[cfg(test)]
+mod data_action {
+    use super::*;
+
+    const DEFINITION: &str = include_str!("../../deploy/genesys/prechat-handoff.data-action.json");
+
+    #[test]
+    fn the_shipped_data_action_has_every_answer_key_in_its_output_contract() {
+        let action: serde_json::Value = serde_json::from_str(DEFINITION).unwrap();
+        let output = &action["contract"]["output"]["successSchema"]["properties"];
+        let mut contract: Vec<&str> = output
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        contract.sort_unstable();
+        let handoff = Handoff {
+            conversation_id: "c".into(),
+            submission_id: "s".into(),
+            accepted_at: None,
+        };
+        let mut answered: Vec<&str> = answer(&handoff, None).into_keys().collect();
+        answered.sort_unstable();
+        assert_eq!(contract, answered);
+        for (key, schema) in output.as_object().unwrap() {
+            assert_eq!(schema["type"], "string", "{key}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_request_template_makes_a_body_the_route_accepts() {
+        let action: serde_json::Value = serde_json::from_str(DEFINITION).unwrap();
+        let request = &action["config"]["request"];
+        assert_eq!(request["requestType"], "POST");
+        assert!(request["requestUrlTemplate"]
+            .as_str()
+            .unwrap()
+            .ends_with("/v1/handoffs"));
+        assert!(request["headers"]["Authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ${credentials."));
+        // What Genesys' template engine makes of it for plain values.
+        let body = request["requestTemplate"]
+            .as_str()
+            .unwrap()
+            .replace(
+                "$esc.jsonString(${input.conversationId})",
+                "5e1d0c01-7a3b-4c2d-9e10-000000000001",
+            )
+            .replace("$esc.jsonString(${input.submissionId})", "sub-1");
+        let handoff = Handoff::parse(body.as_bytes()).unwrap();
+        assert_eq!(handoff.submission_id, "sub-1");
+        let required = &action["contract"]["input"]["inputSchema"]["required"];
+        assert_eq!(
+            required,
+            &serde_json::json!(["conversationId", "submissionId"])
+        );
+    }
+}
