@@ -8,6 +8,7 @@
 //!   one resolver scanning among several;
 //! - `contacts` — External Contacts created once, updated, never duplicated, only with
 //!   consent, and session ids published as an HMAC;
+//! - `handoff` — the Architect handoff in either order, on a restart, across replicas;
 //! - `routing` — transfer by tier, exactly once, and routing queues Genesys does not know;
 //! - `budget` — the shared 429-aware budget and outage mode.
 
@@ -17,6 +18,8 @@ mod common;
 mod budget;
 #[path = "genesys/contacts.rs"]
 mod contacts;
+#[path = "genesys/handoff.rs"]
+mod handoff;
 #[path = "genesys/resolver.rs"]
 mod resolver;
 #[path = "genesys/routing.rs"]

@@ -172,7 +172,9 @@ pub(super) fn traceparent(headers: &HeaderMap) -> String {
 }
 
 async fn ready(State(state): State<Arc<IngestState>>) -> Response {
-    let topology = state.declared.is_set();
+    // Ready once the topology is declared, the broker takes publishes, and the handoff answers
+    // can hear enrichments.
+    let topology = state.declared.is_set() && state.watch.is_consuming();
     let broker = topology && state.publisher.ready().await;
     let status = if broker {
         StatusCode::OK
