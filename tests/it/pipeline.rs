@@ -1,11 +1,9 @@
 //! The pipeline end to end: HTTP ingest → RabbitMQ → workers → CRM → merge → Genesys
 //! (the sandbox), with retries and dead letters on a real broker.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prechat_enricher::crm::{CrmMatch, CrmOutcome};
 use prechat_enricher::merge::{merge, RouteTable};
 use prechat_enricher::privacy::SessionHasher;

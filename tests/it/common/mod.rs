@@ -1,7 +1,6 @@
 //! The shared integration-test harness: a real RabbitMQ (from `AMQP_URL`, default the local
 //! one), an in-process `prechat-sim`, and the service built from settings with a namespace
 //! of its own, so that tests run in parallel on one broker and clean up after themselves.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,6 +16,8 @@ use prechat_enricher::startup::{Application, Roles};
 use prechat_sim::{SimConfig, SimHandle};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+pub mod tls;
 
 /// The ingest token every test app accepts.
 pub const TOKEN: &str = "test-ingest-token";
@@ -81,6 +82,15 @@ pub fn test_env(
         env.insert(key.to_string(), value.to_string());
     }
     env
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
 }
 
 /// A namespace no other test uses.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use prechat_sim::{Fault, Route, SeedConversation};
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_count_exactly_what_happened_and_show_the_queue_depths() {

@@ -1,8 +1,6 @@
 //! The topology: declared idempotently, and `topology check` says what differs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use prechat_enricher::queue::{Broker, Topology};

@@ -1,22 +1,12 @@
 //! SIGTERM during a load: the process stops taking messages, finishes those in hand, exits
 //! 0, and after a restart every accepted submission is enriched, none lost.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prechat_enricher::startup::Roles;
 use prechat_sim::{SeedConversation, SimConfig};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_a_load_loses_nothing_and_a_restart_finishes_the_rest() {
