@@ -46,6 +46,7 @@ async fn no_secret_token_raw_session_id_or_unmasked_pii_reaches_any_log_line_and
     ];
     overrides.extend(secrets);
     let env = test_env(&sim, &namespace, &overrides);
+    let guard = NamespaceGuard::new(&test_settings(&sim, &namespace, &[]));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prechat-enricher"))
         .arg("serve")
         .env("PRECHAT_CONFIG_DIR", config_dir())
@@ -174,12 +175,7 @@ async fn no_secret_token_raw_session_id_or_unmasked_pii_reaches_any_log_line_and
         7,
         "every call of the traced submission carried its trace: CRM, GET, PATCH, lookup by email and by phone, create, link"
     );
-    let settings = test_settings(&sim, &namespace, &[]);
-    let broker = prechat_enricher::queue::Broker::new(&settings.amqp.url, "cleanup");
-    prechat_enricher::queue::Topology::new(&settings.amqp)
-        .delete(&broker)
-        .await
-        .unwrap();
+    guard.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -28,6 +28,7 @@ async fn sigterm_during_a_load_loses_nothing_and_a_restart_finishes_the_rest() {
             ("PRECHAT__WORKER__CONCURRENCY", "4"),
         ],
     );
+    let guard = NamespaceGuard::new(&test_settings(&sim, &namespace, &[]));
     let t0 = std::time::Instant::now();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prechat-enricher"))
         .arg("serve")
@@ -103,6 +104,7 @@ async fn sigterm_during_a_load_loses_nothing_and_a_restart_finishes_the_rest() {
 
     let settings = test_settings(&sim, &namespace, &[]);
     let app = start(sim.clone(), settings, Roles::WORKER).await;
+    guard.hand_over();
     eprintln!("{:?} restarted", t0.elapsed());
     for (conversation_id, submission_id) in &accepted {
         let attributes = wait_until(Duration::from_secs(60), || async {

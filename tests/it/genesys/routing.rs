@@ -162,6 +162,7 @@ async fn a_routing_queue_genesys_does_not_know_fails_the_start_naming_the_key() 
         &unique_namespace("no-queue"),
         &[("PRECHAT__ROUTING__QUEUES__GOLD", "No Such Queue")],
     );
+    let _namespace = NamespaceGuard::new(&settings);
     let error = Application::build(settings, Roles::WORKER)
         .await
         .err()

@@ -174,12 +174,7 @@ async fn a_worker_only_process_serves_metrics_on_metrics_bind() {
     let sim = prechat_sim::spawn(fast_sim())
         .await
         .expect("sandbox starts");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bind = format!("127.0.0.1:{port}");
+    let bind = format!("127.0.0.1:{}", free_port());
     let settings = test_settings(
         &sim,
         &unique_namespace("metrics-worker"),
