@@ -196,8 +196,8 @@ impl Drop for NamespaceGuard {
                             let deleted =
                                 tokio::time::timeout(TEARDOWN_TIMEOUT, topology.delete(&broker))
                                     .await;
-                            let _ = tokio::time::timeout(Duration::from_secs(1), broker.close())
-                                .await;
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(1), broker.close()).await;
                             match deleted {
                                 Ok(Ok(())) => Ok(()),
                                 Ok(Err(error)) => Err(error.to_string()),
