@@ -1,6 +1,5 @@
 //! A self-signed CA and a TLS-terminating proxy on loopback, for testing `amqps://` and
 //! HTTPS with a CA given in config.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@ use prechat_enricher::startup::{Application, Roles};
 use prechat_sim::SeedConversation;
 use serde_json::json;
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transfer_mode_puts_each_conversation_in_its_tier_queue_exactly_once_even_when_delivered_twice(
@@ -162,6 +162,7 @@ async fn a_routing_queue_genesys_does_not_know_fails_the_start_naming_the_key() 
         &unique_namespace("no-queue"),
         &[("PRECHAT__ROUTING__QUEUES__GOLD", "No Such Queue")],
     );
+    let _namespace = NamespaceGuard::new(&settings);
     let error = Application::build(settings, Roles::WORKER)
         .await
         .err()

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use prechat_sim::{Fault, Route};
 
-use crate::load::Progress;
-use crate::proxy::AnswerDelayProxy;
-use crate::scenario::Scenario;
+use super::load::Progress;
+use super::proxy::AnswerDelayProxy;
+use super::scenario::Scenario;
 
 /// Every Genesys API route a worker calls.
 const API_ROUTES: [Route; 8] = [

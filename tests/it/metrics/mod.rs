@@ -2,7 +2,7 @@
 //! sandbox's own counts, queue depth polled from the broker, and a dashboard that queries
 //! only metrics the service exports.
 //!
-//! Layout (`tests/metrics/`):
+//! Layout (`tests/it/metrics/`):
 //! - `support` — reading the text exposition (samples, sums, queue depths) and waiting for
 //!   `/metrics` to show something;
 //! - `service` — the running service's `/metrics`: counts against the traffic and the
@@ -10,11 +10,6 @@
 //!   and metrics settings that cannot work;
 //! - `dashboard` — the Grafana dashboards query only metrics and labels the service exports.
 
-mod common;
-
-#[path = "metrics/dashboard.rs"]
 mod dashboard;
-#[path = "metrics/service.rs"]
 mod service;
-#[path = "metrics/support.rs"]
 mod support;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use prechat_sim::{Fault, Route, SeedConversation, SimConfig};
 use serde_json::Value;
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_budget_of_60_per_minute_under_a_larger_load_loses_nothing_and_uses_the_budget() {

@@ -2,28 +2,16 @@
 //! any log line of a full run; every log line of a submission carries its trace; `amqps://`
 //! and HTTPS to Genesys and the CRM work with a CA given in config.
 
-mod common;
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prechat_enricher::startup::{Components, Roles};
 use prechat_sim::{Customer, Fault, Route, SeedConversation};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_secret_token_raw_session_id_or_unmasked_pii_reaches_any_log_line_and_each_line_carries_its_trace(
@@ -58,6 +46,7 @@ async fn no_secret_token_raw_session_id_or_unmasked_pii_reaches_any_log_line_and
     ];
     overrides.extend(secrets);
     let env = test_env(&sim, &namespace, &overrides);
+    let guard = NamespaceGuard::new(&test_settings(&sim, &namespace, &[]));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prechat-enricher"))
         .arg("serve")
         .env("PRECHAT_CONFIG_DIR", config_dir())
@@ -186,17 +175,12 @@ async fn no_secret_token_raw_session_id_or_unmasked_pii_reaches_any_log_line_and
         7,
         "every call of the traced submission carried its trace: CRM, GET, PATCH, lookup by email and by phone, create, link"
     );
-    let settings = test_settings(&sim, &namespace, &[]);
-    let broker = prechat_enricher::queue::Broker::new(&settings.amqp.url, "cleanup");
-    prechat_enricher::queue::Topology::new(&settings.amqp)
-        .delete(&broker)
-        .await
-        .unwrap();
+    guard.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn amqps_and_https_work_with_the_ca_given_in_config() {
-    let pki = tls::TestPki::new();
+    let pki = crate::common::tls::TestPki::new();
     let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
     let https_port = pki.proxy(sim.local_addr()).await;
     let amqps_port = pki.proxy("127.0.0.1:5672".parse().unwrap()).await;

@@ -1,11 +1,9 @@
 //! The HTTP edge: bad input gets a clear 4xx and publishes nothing; no broker means 503 and
 //! nothing accepted.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prechat_enricher::startup::Roles;
 use prechat_sim::SimConfig;
 use serde_json::{json, Value};

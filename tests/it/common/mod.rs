@@ -1,10 +1,15 @@
 //! The shared integration-test harness: a real RabbitMQ (from `AMQP_URL`, default the local
 //! one), an in-process `prechat-sim`, and the service built from settings with a namespace
-//! of its own, so that tests run in parallel on one broker and clean up after themselves.
-#![allow(dead_code)]
+//! of its own, so that tests run in parallel on one broker and clean up after themselves:
+//! a [`TestApp`] (or a [`NamespaceGuard`]) deletes its namespace's queues and exchanges when
+//! it is dropped, also when the test fails half-way.
+//!
+//! `TEST_LOG` (e.g. `TEST_LOG=debug`, or any `RUST_LOG`-style filter) prints the in-process
+//! service's logs through the test writer, so they show with the output of a failing test.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Once;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,8 +20,11 @@ use prechat_enricher::queue::headers::{json_properties, HeaderExt};
 use prechat_enricher::queue::{Broker, Topology};
 use prechat_enricher::startup::{Application, Roles};
 use prechat_sim::{SimConfig, SimHandle};
+use secrecy::SecretString;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+pub mod tls;
 
 /// The ingest token every test app accepts.
 pub const TOKEN: &str = "test-ingest-token";
@@ -44,12 +52,27 @@ pub fn config_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
 }
 
+/// With `TEST_LOG` set (a `RUST_LOG`-style filter such as `debug`), installs a subscriber that
+/// writes the logs of everything in this test process to the test's output.
+pub fn init_test_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// The environment of a test app (what [`test_settings`] loads).
 pub fn test_env(
     sim: &SimHandle,
     namespace: &str,
     overrides: &[(&str, &str)],
 ) -> HashMap<String, String> {
+    init_test_log();
     let base = sim.base_url();
     let mut env: HashMap<String, String> = [
         ("PRECHAT__AMQP__URL", amqp_url()),
@@ -83,6 +106,15 @@ pub fn test_env(
     env
 }
 
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
+}
+
 /// A namespace no other test uses.
 pub fn unique_namespace(test: &str) -> String {
     format!(
@@ -91,7 +123,104 @@ pub fn unique_namespace(test: &str) -> String {
     )
 }
 
-/// A running app, its sandbox, and a broker connection for inspection.
+/// How long dropping a [`NamespaceGuard`] may take to delete the namespace.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A test's namespace on the broker: dropping the guard deletes the queues and exchanges of
+/// the topology its settings name, so that a test that fails half-way leaves nothing behind.
+pub struct NamespaceGuard {
+    namespace: String,
+    topology: Topology,
+    urls: Vec<SecretString>,
+    ca_pem: Option<String>,
+    armed: bool,
+}
+
+impl NamespaceGuard {
+    /// Guards the namespace of `settings` (on the broker of `settings`).
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            namespace: settings.amqp.namespace.clone(),
+            topology: Topology::new(&settings.amqp),
+            urls: settings.amqp.url.clone(),
+            ca_pem: settings.tls.ca_pem().expect("the test CA reads"),
+            armed: true,
+        }
+    }
+
+    fn broker(&self) -> Broker {
+        Broker::with_ca(
+            &self.urls,
+            "prechat-enricher tests teardown",
+            self.ca_pem.clone(),
+        )
+    }
+
+    /// Leaves the namespace to another guard (a [`TestApp`] started in it).
+    pub fn hand_over(mut self) {
+        self.armed = false;
+    }
+
+    /// Deletes the namespace now and checks that it worked (the end of a test that passed).
+    pub async fn delete(mut self) {
+        self.armed = false;
+        let broker = self.broker();
+        self.topology
+            .delete(&broker)
+            .await
+            .expect("topology deleted");
+        broker.close().await;
+    }
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Drop cannot wait on the test's runtime (it may be the thread dropping this, or
+        // shutting down): delete from a thread with a runtime of its own, bounded in time.
+        let topology = self.topology.clone();
+        let broker = self.broker();
+        let namespace = self.namespace.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("namespace-teardown".into())
+            .spawn(move || {
+                let outcome = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|runtime| {
+                        runtime.block_on(async {
+                            let deleted =
+                                tokio::time::timeout(TEARDOWN_TIMEOUT, topology.delete(&broker))
+                                    .await;
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(1), broker.close()).await;
+                            match deleted {
+                                Ok(Ok(())) => Ok(()),
+                                Ok(Err(error)) => Err(error.to_string()),
+                                Err(_) => Err("timed out".to_string()),
+                            }
+                        })
+                    });
+                let _ = done.send(outcome);
+            });
+        let outcome = match spawned {
+            Ok(_) => finished
+                .recv_timeout(TEARDOWN_TIMEOUT + Duration::from_secs(2))
+                .unwrap_or_else(|_| Err("timed out".to_string())),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = outcome {
+            eprintln!("namespace {namespace} left on the broker: {error}");
+        }
+    }
+}
+
+/// A running app, its sandbox, and a broker connection for inspection. Dropping it stops the
+/// app and deletes its namespace.
 pub struct TestApp {
     /// Base URL of the ingest.
     pub url: String,
@@ -108,6 +237,8 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The app's metrics.
     pub metrics: std::sync::Arc<prechat_enricher::metrics::Metrics>,
+    /// Deletes the namespace when the app is dropped (after [`TestApp`]'s own `drop`).
+    namespace: Option<NamespaceGuard>,
 }
 
 /// Starts a sandbox with `sim_config` and an app (ingest + workers) with `overrides`.
@@ -157,6 +288,7 @@ pub async fn start_unchecked(sim: SimHandle, settings: Settings, roles: Roles) -
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
+        namespace: Some(NamespaceGuard::new(&settings)),
         url,
         sim,
         topology: Topology::new(&settings.amqp),
@@ -401,11 +533,21 @@ impl TestApp {
     /// Stops the app and deletes its queues and exchanges.
     pub async fn cleanup(mut self) {
         self.stop().await;
-        self.topology
-            .delete(&self.broker)
-            .await
-            .expect("topology deleted");
+        if let Some(namespace) = self.namespace.take() {
+            namespace.delete().await;
+        }
         self.sim.shutdown();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Without `cleanup` (a failed test): the app stops taking messages before its
+        // namespace goes, so that nothing declares it again.
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -456,12 +598,19 @@ impl Tap {
     }
 }
 
-/// Polls `check` every 100 ms until it yields `Some` or `timeout` passes.
-pub async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
+/// Polls `check` every 100 ms until it yields `Some` (that value) or `timeout` passes (`None`).
+pub async fn wait_until<T>(timeout: Duration, check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    wait_until_every(Duration::from_millis(100), timeout, check).await
+}
+
+/// Polls `check` every `interval` until it yields `Some` (that value) or `timeout` passes
+/// (`None`); a check that starts before the deadline runs to its end. `check` may keep state
+/// from one poll to the next, and may end the wait early by yielding an error as its value.
+pub async fn wait_until_every<T>(
+    interval: Duration,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
@@ -470,7 +619,7 @@ where
         if tokio::time::Instant::now() >= deadline {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

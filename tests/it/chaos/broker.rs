@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::load::{Answer, Progress, Sent};
+use super::rabbit::RabbitNode;
+use super::scenario::{first_accept_after, last_unavailable_between, next_enrichment, Scenario};
 use crate::common::wait_until;
-use crate::load::{Answer, Progress, Sent};
-use crate::rabbit::RabbitNode;
-use crate::scenario::{first_accept_after, last_unavailable_between, next_enrichment, Scenario};
 
 /// How long the ingest may take to answer 503 while publishers are blocked: its publish
 /// timeout (2 s in these scenarios) plus slack for a loaded 2-core machine.
@@ -18,7 +18,7 @@ const BLOCKED_ANSWER_LIMIT: Duration = Duration::from_millis(3_500);
 #[ignore = "chaos: run by scripts/chaos"]
 async fn a_worker_killed_every_few_seconds_loses_nothing_and_repeats_no_effect() {
     // Sandbox latency such that ~8 messages are in the worker's hands when it is killed.
-    let latency_ms = crate::mode::Mode::from_env().pick(50, 30);
+    let latency_ms = super::mode::Mode::from_env().pick(50, 30);
     let mut s = Scenario::begin("worker-sigkill", "worker SIGKILL every 2-3 s", latency_ms).await;
     let (node, mut ingest, mut worker) = s.single_node("kill", 5711, &[]).await;
     let n = s.mode.pick(400, 2000);

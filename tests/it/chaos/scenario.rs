@@ -67,7 +67,7 @@ impl Scenario {
             namespace: format!("chaos-{slug}"),
             begun: Instant::now(),
             started: Instant::now(),
-            ingest_port: free_port(),
+            ingest_port: common::free_port(),
             notes: Vec::new(),
             problems: Vec::new(),
         }
@@ -309,15 +309,6 @@ impl Scenario {
         self.sim.shutdown();
         tally
     }
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("an address")
-        .port()
 }
 
 /// The first 202 whose request started at or after `t` seconds, as seconds after `t`.

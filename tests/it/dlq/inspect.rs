@@ -11,8 +11,8 @@ use prechat_enricher::queue::headers::{self, HeaderExt};
 use prechat_enricher::startup::Roles;
 use prechat_sim::{Fault, Route, SeedConversation, SimConfig};
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stats_list_replay_and_purge_act_exactly_on_the_selected_class() {

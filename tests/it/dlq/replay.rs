@@ -11,8 +11,8 @@ use prechat_enricher::queue::headers::{self, HeaderExt};
 use prechat_enricher::startup::Roles;
 use prechat_sim::SimConfig;
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_killed_half_way_loses_nothing_and_marks_every_copy() {
@@ -124,8 +124,8 @@ async fn a_replay_the_broker_refuses_exits_1_and_leaves_every_dead_letter() {
     app.cleanup().await;
 }
 
-/// `cargo nextest run --test dlq --run-ignored only ten_thousand` (add `--release` for
-/// production-like figures): times `list` and `replay` on 10,000 dead letters.
+/// `cargo nextest run --test it --run-ignored only dlq::replay::ten_thousand` (add
+/// `--release` for production-like figures): times `list` and `replay` on 10,000 dead letters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a timing run, not a check"]
 async fn ten_thousand_dead_letters_are_listed_and_replayed_in_reasonable_time() {

@@ -1,7 +1,7 @@
 //! Genesys Cloud, complete: the resolver, External Contacts, transfer by tier, privacy, the
 //! shared 429-aware budget and outage mode, against a real RabbitMQ and the sandbox.
 //!
-//! Layout (`tests/genesys/`):
+//! Layout (`tests/it/genesys/`):
 //! - `support` — CRM customers, correlated conversations, waiting for an enrichment, counting
 //!   Genesys calls in `/metrics`;
 //! - `resolver` — submissions without a conversation id matched as conversations appear, and
@@ -12,17 +12,9 @@
 //! - `routing` — transfer by tier, exactly once, and routing queues Genesys does not know;
 //! - `budget` — the shared 429-aware budget and outage mode.
 
-mod common;
-
-#[path = "genesys/budget.rs"]
 mod budget;
-#[path = "genesys/contacts.rs"]
 mod contacts;
-#[path = "genesys/handoff.rs"]
 mod handoff;
-#[path = "genesys/resolver.rs"]
 mod resolver;
-#[path = "genesys/routing.rs"]
 mod routing;
-#[path = "genesys/support.rs"]
 mod support;

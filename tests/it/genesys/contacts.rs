@@ -7,8 +7,8 @@ use std::time::Duration;
 use prechat_sim::{Fault, Route, SeedConversation};
 use serde_json::json;
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contacts_are_created_once_updated_for_the_same_email_and_never_duplicated_or_touched_without_consent(

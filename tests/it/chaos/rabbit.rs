@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use super::pids;
+use crate::common::wait_until_every;
 
 /// Where the Debian package keeps the real (non-wrapper) scripts.
 const DEFAULT_SBIN: &str = "/usr/lib/rabbitmq/bin";
@@ -147,29 +148,24 @@ impl RabbitNode {
             pids::register(pid, "rabbitmq-server");
         }
         self.process = Some(child);
-        let deadline = tokio::time::Instant::now() + BOOT_TIMEOUT;
-        loop {
+        let booted = wait_until_every(Duration::from_millis(500), BOOT_TIMEOUT, async || {
             if let Some(process) = self.process.as_mut() {
                 if let Ok(Some(status)) = process.try_wait() {
                     self.process = None;
-                    bail!(
+                    return Some(Err(anyhow!(
                         "{} exited while booting ({status}); see {}",
                         self.name,
                         self.dir.join("server.out").display()
-                    );
+                    )));
                 }
             }
-            if self
-                .ctl(&["await_startup", "--timeout", "10"])
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("{} did not boot within {BOOT_TIMEOUT:?}", self.name);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let started = self.ctl(&["await_startup", "--timeout", "10"]).await;
+            started.is_ok().then_some(Ok(()))
+        })
+        .await;
+        match booted {
+            Some(result) => result?,
+            None => bail!("{} did not boot within {BOOT_TIMEOUT:?}", self.name),
         }
         if let Some(pid) = self.beam_pid() {
             pids::register(pid, "beam.smp");

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use prechat_sim::{Fault, Route, SeedConversation};
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_count_exactly_what_happened_and_show_the_queue_depths() {
@@ -174,12 +174,7 @@ async fn a_worker_only_process_serves_metrics_on_metrics_bind() {
     let sim = prechat_sim::spawn(fast_sim())
         .await
         .expect("sandbox starts");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bind = format!("127.0.0.1:{port}");
+    let bind = format!("127.0.0.1:{}", free_port());
     let settings = test_settings(
         &sim,
         &unique_namespace("metrics-worker"),

@@ -8,8 +8,8 @@ use prechat_enricher::startup::Roles;
 use prechat_sim::SimConfig;
 use serde_json::json;
 
+use super::support::*;
 use crate::common::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_submissions_without_conversation_ids_are_matched_as_their_conversations_appear(

@@ -1,22 +1,12 @@
 //! SIGTERM during a load: the process stops taking messages, finishes those in hand, exits
 //! 0, and after a restart every accepted submission is enriched, none lost.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prechat_enricher::startup::Roles;
 use prechat_sim::{SeedConversation, SimConfig};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_a_load_loses_nothing_and_a_restart_finishes_the_rest() {
@@ -38,6 +28,7 @@ async fn sigterm_during_a_load_loses_nothing_and_a_restart_finishes_the_rest() {
             ("PRECHAT__WORKER__CONCURRENCY", "4"),
         ],
     );
+    let guard = NamespaceGuard::new(&test_settings(&sim, &namespace, &[]));
     let t0 = std::time::Instant::now();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prechat-enricher"))
         .arg("serve")
@@ -113,6 +104,7 @@ async fn sigterm_during_a_load_loses_nothing_and_a_restart_finishes_the_rest() {
 
     let settings = test_settings(&sim, &namespace, &[]);
     let app = start(sim.clone(), settings, Roles::WORKER).await;
+    guard.hand_over();
     eprintln!("{:?} restarted", t0.elapsed());
     for (conversation_id, submission_id) in &accepted {
         let attributes = wait_until(Duration::from_secs(60), || async {

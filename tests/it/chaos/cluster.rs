@@ -13,10 +13,10 @@ use prechat_enricher::queue::headers::json_properties;
 use prechat_enricher::queue::Broker;
 use secrecy::SecretString;
 
+use super::load::{self, Answer, Planned, Progress, Sent};
+use super::rabbit::Cluster;
+use super::scenario::{first_accept_after, last_unavailable_between, next_enrichment, Scenario};
 use crate::common::wait_until;
-use crate::load::{self, Answer, Planned, Progress, Sent};
-use crate::rabbit::Cluster;
-use crate::scenario::{first_accept_after, last_unavailable_between, next_enrichment, Scenario};
 
 /// After losing a node, the ingest must accept again within this long.
 const RECOVERY_LIMIT_SECS: f64 = 15.0;

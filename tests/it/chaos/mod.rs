@@ -12,10 +12,10 @@
 //! ```text
 //! scripts/chaos            # quick mode, as CI runs it (through scripts/test)
 //! scripts/chaos --long     # the full sizes
-//! CHAOS_MODE=quick cargo test --test chaos -- --ignored --test-threads=1 --nocapture
+//! CHAOS_MODE=quick cargo test --test it chaos:: -- --ignored --test-threads=1 --nocapture
 //! ```
 //!
-//! Layout (`tests/chaos/`):
+//! Layout (`tests/it/chaos/`):
 //! - `rabbit` — private RabbitMQ nodes and a 3-node cluster (never the shared broker);
 //! - `service` — the service binary as a child process (SIGKILL, SIGTERM, restart);
 //! - `load` — seeded conversations, unique guests, the HTTP sender;
@@ -27,27 +27,14 @@
 //! - `dependencies` — Genesys 5xx storms, token revocation, slow and failing CRM, Genesys
 //!   slower than the client's timeout.
 
-mod common;
-
-#[path = "chaos/audit.rs"]
 mod audit;
-#[path = "chaos/broker.rs"]
 mod broker;
-#[path = "chaos/cluster.rs"]
 mod cluster;
-#[path = "chaos/dependencies.rs"]
 mod dependencies;
-#[path = "chaos/load.rs"]
 mod load;
-#[path = "chaos/mode.rs"]
 mod mode;
-#[path = "chaos/pids.rs"]
 mod pids;
-#[path = "chaos/proxy.rs"]
 mod proxy;
-#[path = "chaos/rabbit.rs"]
 mod rabbit;
-#[path = "chaos/scenario.rs"]
 mod scenario;
-#[path = "chaos/service.rs"]
 mod service;

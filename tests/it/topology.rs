@@ -1,8 +1,6 @@
 //! The topology: declared idempotently, and `topology check` says what differs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use prechat_enricher::queue::{Broker, Topology};
@@ -11,6 +9,7 @@ use prechat_enricher::queue::{Broker, Topology};
 async fn declaring_twice_is_harmless_and_check_names_what_differs() {
     let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
     let settings = test_settings(&sim, &unique_namespace("topology"), &[]);
+    let namespace = NamespaceGuard::new(&settings);
     let topology = Topology::new(&settings.amqp);
     let broker = Broker::new(&settings.amqp.url, "topology test");
 
@@ -57,7 +56,7 @@ async fn declaring_twice_is_harmless_and_check_names_what_differs() {
         differences[0].detail
     );
 
-    topology.delete(&broker).await.unwrap();
+    namespace.delete().await;
 }
 
 #[test]
@@ -95,6 +94,7 @@ async fn topology_check_names_a_missing_binding_and_passes_when_all_is_in_place(
     let namespace = unique_namespace("bindings");
     let env = test_env(&sim, &namespace, &[]);
     let settings = test_settings(&sim, &namespace, &[]);
+    let guard = NamespaceGuard::new(&settings);
     let topology = Topology::new(&settings.amqp);
     let broker = Broker::new(&settings.amqp.url, "topology test");
     topology.declare(&broker).await.unwrap();
@@ -138,6 +138,6 @@ async fn topology_check_names_a_missing_binding_and_passes_when_all_is_in_place(
         )),
         "{stdout}"
     );
-    topology.delete(&broker).await.unwrap();
+    guard.delete().await;
     sim.shutdown();
 }

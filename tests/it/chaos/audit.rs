@@ -22,6 +22,7 @@ use secrecy::SecretString;
 use super::load::{Answer, Sent};
 use super::mode::{chaos_dir, Mode};
 use super::rabbit::RabbitNode;
+use crate::common::wait_until_every;
 
 /// The counts of one scenario, and what is wrong with them.
 #[derive(Debug, Default)]
@@ -90,10 +91,10 @@ impl Audit<'_> {
             .collect();
         let dead_queue = format!("{}.dead", self.namespace);
         let prefix = format!("{}.", self.namespace);
-        let deadline = Instant::now() + timeout;
         let mut quiet_polls = 0;
         let mut last_report = Instant::now();
-        loop {
+        let mut last_counts = (0, u64::MAX);
+        let drained = wait_until_every(Duration::from_secs(1), timeout, async || {
             let enriched = self
                 .sim
                 .conversations()
@@ -115,20 +116,14 @@ impl Audit<'_> {
                     u64::MAX
                 }
             };
+            last_counts = (enriched, in_queues);
             if in_queues == 0 {
                 quiet_polls += 1;
             } else {
                 quiet_polls = 0;
             }
             if (enriched == accepted.len() && in_queues == 0) || quiet_polls >= 3 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                eprintln!(
-                    "chaos: not drained after {timeout:?}: {enriched}/{} enriched, {in_queues} messages in queues",
-                    accepted.len()
-                );
-                return false;
+                return Some(());
             }
             if last_report.elapsed() >= Duration::from_secs(5) {
                 eprintln!(
@@ -137,8 +132,18 @@ impl Audit<'_> {
                 );
                 last_report = Instant::now();
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            None
+        })
+        .await
+        .is_some();
+        if !drained {
+            let (enriched, in_queues) = last_counts;
+            eprintln!(
+                "chaos: not drained after {timeout:?}: {enriched}/{} enriched, {in_queues} messages in queues",
+                accepted.len()
+            );
         }
+        drained
     }
 
     /// Every dead letter: message id → error class. Leaves them in the queue.

@@ -7,7 +7,7 @@ use std::path::Path;
 use prechat_enricher::metrics::{CrmLabels, GenesysLabels, Metrics, RouteLabels, StatusLabels};
 use serde_json::Value;
 
-use crate::support::*;
+use super::support::*;
 
 /// Metric names in a PromQL expression: identifiers outside quoted strings, braces and
 /// `by (…)` lists that start with `prechat_` or `rabbitmq_`.

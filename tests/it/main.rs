@@ -1,0 +1,29 @@
+//! The integration tests, as one test binary: the service against a real RabbitMQ (from
+//! `AMQP_URL`, default the local one) and the in-process `prechat-sim` sandbox.
+//!
+//! One module per area, so that a filter picks an area by its path:
+//! `cargo nextest run --test it pipeline::`, `scripts/test genesys::budget`.
+//!
+//! - `common` — the harness: settings, a running app in a namespace of its own (deleted when
+//!   the app is dropped), taps, waiting helpers, `TEST_LOG`;
+//! - `pipeline` — HTTP ingest → RabbitMQ → workers → CRM → merge → Genesys, retries and dead
+//!   letters;
+//! - `ingest` — the HTTP edge: 4xx for bad input, 503 without a broker;
+//! - `genesys` — the resolver, External Contacts, transfers, the 429-aware budget, outage mode;
+//! - `dlq` — `prechat-enricher dlq`: stats, list, replay, purge;
+//! - `metrics` — `/metrics` against what happened, and the dashboards;
+//! - `security` — no secret or PII in the logs, traces on every line, TLS with a given CA;
+//! - `shutdown` — SIGTERM during a load loses nothing;
+//! - `topology` — declared idempotently, `topology check`;
+//! - `chaos` — the `#[ignore]`d chaos scenarios that `scripts/chaos` runs one at a time.
+
+mod chaos;
+mod common;
+mod dlq;
+mod genesys;
+mod ingest;
+mod metrics;
+mod pipeline;
+mod security;
+mod shutdown;
+mod topology;
