@@ -16,6 +16,11 @@ use super::connection::{Broker, BrokerError};
 /// Channels kept open for publishing.
 const CHANNELS: usize = 4;
 
+/// First pause of [`Publisher::publish_held`] after a refusal.
+const HELD_FIRST_PAUSE: Duration = Duration::from_millis(250);
+/// Longest pause of [`Publisher::publish_held`].
+const HELD_MAX_PAUSE: Duration = Duration::from_secs(10);
+
 /// Why a publish did not become the broker's responsibility.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -136,6 +141,43 @@ impl Publisher {
         match tokio::time::timeout(timeout, publish).await {
             Ok(result) => result,
             Err(_) => Err(PublishError::Timeout(timeout)),
+        }
+    }
+
+    /// [`publish`](Self::publish) for a follow-up of a message in hand: a refusal (an alarm
+    /// blocking publishers, a lost connection, a moving queue leader, an unroutable key) is
+    /// tried again with a growing pause instead of handing the message back at once, which
+    /// would only have it delivered, processed and refused again in a tight loop. Gives up
+    /// (with the last error) after `hold` in all, or as soon as `stop` is cancelled.
+    pub async fn publish_held(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+        hold: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), PublishError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = HELD_FIRST_PAUSE;
+        loop {
+            let error = match self
+                .publish(exchange, routing_key, body, properties.clone())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let left = hold.saturating_sub(started.elapsed());
+            if left.is_zero() || stop.is_cancelled() {
+                return Err(error);
+            }
+            tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "follow-up publish refused; the message stays in hand and the publish is tried again");
+            tokio::select! {
+                _ = tokio::time::sleep(pause.min(left)) => {}
+                _ = stop.cancelled() => return Err(error),
+            }
+            pause = (pause * 2).min(HELD_MAX_PAUSE);
         }
     }
 

@@ -40,6 +40,8 @@ use crate::submission::Submission;
 
 /// The participant attribute the web tier sets to the submission id.
 pub const CORRELATION_ATTRIBUTE: &str = crate::merge::attr::SUBMISSION_ID;
+/// How long an invalid message is held while its dead letter is refused.
+const INVALID_HOLD: Duration = Duration::from_secs(60);
 /// The search window accepts at most 24 hours.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -153,7 +155,7 @@ impl Resolver {
                     Some(Ok(delivery)) if is_handoff(&delivery) => {
                         self.admit_handoff(delivery, &mut waiting, &mut handoffs).await
                     }
-                    Some(Ok(delivery)) => self.admit(delivery, &mut waiting, &handoffs).await,
+                    Some(Ok(delivery)) => self.admit(delivery, &mut waiting, &handoffs, shutdown).await,
                     Some(Err(error)) => break Err(error.into()),
                     None => break Err(BrokerError::Unavailable("the broker cancelled the resolver".into())),
                 },
@@ -237,6 +239,7 @@ impl Resolver {
         delivery: Delivery,
         waiting: &mut HashMap<String, Waiting>,
         handoffs: &HashMap<String, HeldHandoff>,
+        shutdown: &CancellationToken,
     ) {
         // Held, forwarded or dead-lettered, a submission keeps one trace.
         let reader = Reader {
@@ -292,12 +295,31 @@ impl Resolver {
                     context_id: None,
                 };
                 let body = scrub_session_id(&delivery.data, &self.hasher);
-                if !self
-                    .dead_letter(&delivery, &id, body, headers, dead, None)
+                // A refused dead letter is tried again with a growing pause (an alarm, a lost
+                // connection), never handed straight back to loop through the queue.
+                let give_up = Instant::now() + INVALID_HOLD;
+                let mut pause = Duration::from_millis(250);
+                while !self
+                    .dead_letter(
+                        &delivery,
+                        &id,
+                        body.clone(),
+                        headers.clone(),
+                        dead.clone(),
+                        None,
+                    )
                     .await
                 {
-                    // Not held (it matches nothing): back to the queue, to be read again.
-                    settle(&delivery.acker, Settle::Requeue).await;
+                    if Instant::now() >= give_up || shutdown.is_cancelled() {
+                        // Not held (it matches nothing): back to the queue, to be read again.
+                        settle(&delivery.acker, Settle::Requeue).await;
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use lapin::message::Delivery;
+use tokio_util::sync::CancellationToken;
 
 use super::decision::{decide, Attempt, Decision, Done, Failure, RetryPolicy};
 use super::follow_up::{event, follow_up, FollowUp};
@@ -22,6 +24,11 @@ use crate::queue::events::EventPublisher;
 use crate::queue::headers::{self, json_properties, HeaderExt};
 use crate::queue::inbound::{settle, Inbound, Reader, Settle};
 use crate::queue::{PublishError, Publisher, Topology};
+
+/// How long a message in hand may wait for its follow-up publish to be taken: well inside
+/// RabbitMQ's default `consumer_timeout` (30 minutes), past which the broker would close the
+/// channel.
+pub const FOLLOW_UP_HOLD: Duration = Duration::from_secs(20 * 60);
 
 /// What every worker task of a process shares.
 pub struct WorkerContext<C> {
@@ -47,7 +54,9 @@ pub struct WorkerContext<C> {
 
 impl<C: CustomerDirectory> WorkerContext<C> {
     /// Handles one delivery to the end (ack or nack); never panics.
-    pub async fn handle(self: &Arc<Self>, delivery: Delivery) {
+    /// `lost` is cancelled when the consuming channel is gone: the broker then redelivers the
+    /// message elsewhere, so it is not held any longer.
+    pub async fn handle(self: &Arc<Self>, delivery: Delivery, lost: CancellationToken) {
         let reader = Reader {
             hasher: &self.hasher,
             phone_region: self.phone_region,
@@ -63,7 +72,7 @@ impl<C: CustomerDirectory> WorkerContext<C> {
         let _held = self
             .metrics
             .hold_message(&self.topology.submissions_queue(), inbound.accepted_at());
-        let work = AssertUnwindSafe(self.handle_inner(&delivery, inbound)).catch_unwind();
+        let work = AssertUnwindSafe(self.handle_inner(&delivery, inbound, &lost)).catch_unwind();
         if crate::trace::in_submission(&submission_id, traceparent, work)
             .await
             .is_err()
@@ -74,12 +83,12 @@ impl<C: CustomerDirectory> WorkerContext<C> {
     }
 
     /// read → process → decide → follow-up → carry out → record.
-    async fn handle_inner(&self, delivery: &Delivery, inbound: Inbound) {
+    async fn handle_inner(&self, delivery: &Delivery, inbound: Inbound, lost: &CancellationToken) {
         let result = self.process(&inbound).await;
         let decision = self.decide(&inbound, result.as_ref());
         let now = Utc::now();
         let follow_up = follow_up(&decision, inbound.headers.clone(), &self.topology, now);
-        if let Err(error) = self.carry_out(delivery, &inbound, follow_up).await {
+        if let Err(error) = self.carry_out(delivery, &inbound, follow_up, lost).await {
             tracing::error!(%error, decision = decision_name(&decision), "follow-up publish failed; message returned to the queue");
             return settle(&delivery.acker, Settle::Requeue).await;
         }
@@ -121,12 +130,16 @@ impl<C: CustomerDirectory> WorkerContext<C> {
     }
 
     /// Publishes the follow-up, confirmed (the body as validated; an invalid one as it came,
-    /// without a raw session id).
+    /// without a raw session id). A refusal holds the message and tries again (see
+    /// [`Publisher::publish_held`]) for up to [`FOLLOW_UP_HOLD`], so a blocked broker neither
+    /// loops the message through the work queue nor turns it into a `delivery_limit` dead
+    /// letter.
     async fn carry_out(
         &self,
         delivery: &Delivery,
         inbound: &Inbound,
         follow_up: Option<FollowUp>,
+        lost: &CancellationToken,
     ) -> Result<(), PublishError> {
         let Some(up) = follow_up else {
             return Ok(());
@@ -140,7 +153,14 @@ impl<C: CustomerDirectory> WorkerContext<C> {
             properties = properties.with_expiration(expiration.into());
         }
         self.publisher
-            .publish(&up.exchange, &up.routing_key, &body, properties)
+            .publish_held(
+                &up.exchange,
+                &up.routing_key,
+                &body,
+                properties,
+                FOLLOW_UP_HOLD,
+                lost,
+            )
             .await
     }
 

@@ -111,6 +111,7 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
         tracing::info!(queue = %queue, concurrency = self.concurrency, "worker consuming");
         let mut outage = self.context.outage.subscribe();
         let mut in_hand = JoinSet::new();
+        let lost = CancellationToken::new();
         let result = loop {
             tokio::select! {
                 biased;
@@ -119,14 +120,18 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
                 Some(_) = in_hand.join_next(), if !in_hand.is_empty() => {}
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
-                        let context = self.context.clone();
-                        in_hand.spawn(async move { context.handle(delivery).await });
+                        let (context, lost) = (self.context.clone(), lost.clone());
+                        in_hand.spawn(async move { context.handle(delivery, lost).await });
                     }
                     Some(Err(error)) => break Err(error.into()),
                     None => break Err(BrokerError::Unavailable("the broker cancelled the consumer".into())),
                 },
             }
         };
+        if result.is_err() {
+            // The channel is gone: its messages are redelivered, so none is held any longer.
+            lost.cancel();
+        }
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;

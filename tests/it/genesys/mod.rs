@@ -17,4 +17,4 @@ mod contacts;
 mod handoff;
 mod resolver;
 mod routing;
-mod support;
+pub mod support;
