@@ -55,6 +55,15 @@ pub struct CrmLabels {
     pub result: &'static str,
 }
 
+/// Labels of failed External Contact steps.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContactFailureLabels {
+    /// `enrich` or `link`.
+    pub step: &'static str,
+    /// `forbidden`, `rejected`, `not_found`, `unavailable`, `rate_limited`, `unauthorized`.
+    pub error: &'static str,
+}
+
 /// Depth of one queue.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -93,6 +102,9 @@ pub struct Metrics {
     pub crm_breaker_open: Gauge,
     /// `prechat_queue_messages{queue,state}`.
     pub queue_messages: Family<QueueLabels, Gauge>,
+    /// `prechat_external_contact_failures_total{step,error}`: External Contact steps that
+    /// failed; the submission was enriched and routed anyway.
+    pub external_contact_failures: Family<ContactFailureLabels, Counter>,
 }
 
 fn saturating_i64(n: u64) -> i64 {
@@ -127,6 +139,7 @@ impl Metrics {
             crm_cache_hits: Counter::default(),
             crm_breaker_open: Gauge::default(),
             queue_messages: Family::default(),
+            external_contact_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -197,6 +210,11 @@ impl Metrics {
             "queue_messages",
             "Messages per queue (ready, unacked)",
             metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "external_contact_failures",
+            "External Contact steps that failed (the submission was enriched anyway)",
+            metrics.external_contact_failures.clone(),
         );
         Metrics {
             registry,
