@@ -70,6 +70,15 @@ pub struct CrmLabels {
     pub result: &'static str,
 }
 
+/// Labels of failed External Contact steps.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContactFailureLabels {
+    /// `enrich` or `link`.
+    pub step: &'static str,
+    /// `forbidden`, `rejected`, `not_found`, `unavailable`, `rate_limited`, `unauthorized`.
+    pub error: &'static str,
+}
+
 /// Depth of one queue.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -142,6 +151,9 @@ pub struct Metrics {
     /// Acceptance times of the messages this process holds, behind
     /// `prechat_queue_oldest_message_age_seconds{queue}`.
     held: Arc<HeldMessages>,
+    /// `prechat_external_contact_failures_total{step,error}`: External Contact steps that
+    /// failed; the submission was enriched and routed anyway.
+    pub external_contact_failures: Family<ContactFailureLabels, Counter>,
 }
 
 fn saturating_i64(n: u64) -> i64 {
@@ -184,6 +196,7 @@ impl Metrics {
             genesys_budget_window_used: Gauge::default(),
             genesys_budget_window_allowed: Gauge::default(),
             held: Arc::default(),
+            external_contact_failures: Family::default(),
             registry: Registry::default(),
             process_registry: Registry::default(),
         };
@@ -307,6 +320,11 @@ impl Metrics {
         );
         let mut process_registry = Registry::default();
         process_registry.register_collector(Box::new(ProcessCollector));
+        registry.register(
+            "external_contact_failures",
+            "External Contact steps that failed (the submission was enriched anyway)",
+            metrics.external_contact_failures.clone(),
+        );
         Metrics {
             registry,
             process_registry,

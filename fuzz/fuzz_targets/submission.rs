@@ -156,6 +156,16 @@ fn check_accepted(s: &Submission, body: &[u8], input: Option<&Value>, ctx: &Pars
             "bad language {language:?}"
         );
     }
+    if s.guest.verified {
+        let verified = input
+            .and_then(|v| v.get("guest"))
+            .and_then(|g| g.get("verified"));
+        assert_eq!(
+            verified,
+            Some(&Value::Bool(true)),
+            "a verified guest without guest.verified == true"
+        );
+    }
     if s.consent.given {
         let given = input
             .and_then(|v| v.get("consent"))
@@ -178,7 +188,7 @@ fn check_accepted(s: &Submission, body: &[u8], input: Option<&Value>, ctx: &Pars
     assert!(
         guest_keys
             .iter()
-            .all(|k| matches!(k.as_str(), "email" | "phone" | "sessionHash")),
+            .all(|k| matches!(k.as_str(), "email" | "phone" | "sessionHash" | "verified")),
         "unexpected guest keys in the published body: {guest_keys:?}"
     );
     if let Some(raw) = raw_session_id(input) {
@@ -499,6 +509,23 @@ fn structured_body(u: &mut Unstructured) -> ArbitraryResult<Value> {
             }
             _ => {
                 consent.insert("given".into(), json!(true));
+            }
+        }
+    }
+    if let Some(Value::Object(guest)) = root.get_mut("guest") {
+        match u.int_in_range(0..=4)? {
+            0 => {}
+            1 => {
+                guest.insert("verified".into(), json!(false));
+            }
+            2 => {
+                guest.insert("verified".into(), Value::String("true".into()));
+            }
+            3 => {
+                guest.insert("verified".into(), Value::Null);
+            }
+            _ => {
+                guest.insert("verified".into(), json!(true));
             }
         }
     }

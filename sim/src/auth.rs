@@ -58,6 +58,7 @@ pub(crate) async fn grant(State(sim): State<Sim>, headers: HeaderMap, body: Byte
         inner.tokens.insert(
             token.clone(),
             TokenInfo {
+                client_id: config.client_id.clone(),
                 expires_at: Instant::now() + Duration::from_secs(lifetime),
                 window: Window::default(),
             },

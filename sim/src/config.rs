@@ -1,5 +1,6 @@
 //! Start-up settings of the sandbox, and the knobs that can change while it runs.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,14 @@ pub struct SimConfig {
     /// A conversation shows in the participant attribute search only this long after it first
     /// got attributes, like the real search index. Default 0.
     pub index_delay_ms: u64,
+    /// Whether a contact made by plain `POST /api/v2/externalcontacts/contacts` (or replaced
+    /// by `PUT …/contacts/{id}`) claims its emails and E.164 phones as identifiers. Genesys
+    /// does not document it, so the sandbox lets tests run both ways. Default false.
+    pub claim_identifiers_on_create: bool,
+    /// Permissions the role of an OAuth client lacks, by client id: a call that needs one of
+    /// them (and no other permission that would also do) answers 403
+    /// `missing.any.permissions`. Default none.
+    pub denied_permissions: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Default for SimConfig {
@@ -41,6 +50,8 @@ impl Default for SimConfig {
             latency_ms: 0,
             error_rate: 0.0,
             index_delay_ms: 0,
+            claim_identifiers_on_create: false,
+            denied_permissions: BTreeMap::new(),
         }
     }
 }
@@ -60,6 +71,9 @@ pub struct Knobs {
     pub index_delay_ms: u64,
     /// When true the CRM answers 503 to everything.
     pub crm_down: bool,
+    /// Whether plain contact creates and full updates claim emails and phones as identifiers
+    /// (see [`SimConfig::claim_identifiers_on_create`]).
+    pub claim_identifiers_on_create: bool,
 }
 
 impl From<&SimConfig> for Knobs {
@@ -70,6 +84,7 @@ impl From<&SimConfig> for Knobs {
             error_rate: config.error_rate.clamp(0.0, 1.0),
             index_delay_ms: config.index_delay_ms,
             crm_down: false,
+            claim_identifiers_on_create: config.claim_identifiers_on_create,
         }
     }
 }
@@ -88,6 +103,8 @@ pub struct KnobsUpdate {
     pub index_delay_ms: Option<u64>,
     /// CRM down or up.
     pub crm_down: Option<bool>,
+    /// Plain contact creates claim identifiers or not.
+    pub claim_identifiers_on_create: Option<bool>,
 }
 
 impl Knobs {
@@ -107,6 +124,9 @@ impl Knobs {
         }
         if let Some(down) = update.crm_down {
             self.crm_down = down;
+        }
+        if let Some(claim) = update.claim_identifiers_on_create {
+            self.claim_identifiers_on_create = claim;
         }
     }
 }

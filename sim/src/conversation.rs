@@ -1,5 +1,6 @@
 //! A web-messaging conversation as the sandbox stores it, and its Genesys JSON
-//! (`MessageConversation`, `MessageMediaParticipant`, search rows).
+//! (`MessageConversation`, `MessageMediaParticipant`, search rows, and the generic
+//! `Conversation` whose participants list their communications).
 
 use std::collections::BTreeMap;
 
@@ -29,7 +30,9 @@ pub(crate) struct Participant {
     pub id: String,
     pub purpose: &'static str,
     pub name: &'static str,
-    /// The session (communication) id listed in search rows.
+    /// The id of the participant's message communication: never the participant id. It is
+    /// `participants[].messages[].id` of `GET /api/v2/conversations/{id}`, what
+    /// `ConversationAssociation.communicationId` needs, and the session id of search rows.
     pub session_id: String,
     pub attributes: BTreeMap<String, String>,
     pub queue: Option<QueueRef>,
@@ -140,6 +143,7 @@ impl Conversation {
         ConversationView {
             id: self.id.clone(),
             customer_participant_id: customer.id.clone(),
+            customer_communication_id: customer.session_id.clone(),
             attributes: customer.attributes.clone(),
             queue_id: self.last_queue_id.clone(),
             transfers: self.transfers,
@@ -195,6 +199,59 @@ impl Conversation {
         obj.insert("type".into(), json!("webmessaging"));
         obj.insert("messages".into(), json!([]));
         Value::Object(obj)
+    }
+
+    /// The generic `Conversation` JSON of `GET /api/v2/conversations/{id}`: each `Participant`
+    /// has `queueId` and `externalContactId` instead of references, and its `messages[]` are
+    /// its communications (`Message {id, state, direction, …}`), the id being
+    /// [`Participant::session_id`].
+    pub fn to_generic_json(&self) -> Value {
+        let start = iso(self.start_time);
+        let participants: Vec<Value> = self
+            .participants
+            .iter()
+            .map(|p| {
+                let mut obj = Map::new();
+                obj.insert("id".into(), json!(p.id));
+                obj.insert("name".into(), json!(p.name));
+                obj.insert("startTime".into(), json!(start));
+                obj.insert("connectedTime".into(), json!(start));
+                obj.insert("purpose".into(), json!(p.purpose));
+                obj.insert("state".into(), json!("connected"));
+                obj.insert("direction".into(), json!("inbound"));
+                obj.insert("attributes".into(), json!(p.attributes));
+                if let Some(q) = &p.queue {
+                    obj.insert("queueId".into(), json!(q.id));
+                }
+                if let Some(contact) = &p.external_contact_id {
+                    obj.insert("externalContactId".into(), json!(contact));
+                }
+                obj.insert(
+                    "messages".into(),
+                    json!([{
+                        "id": p.session_id,
+                        "state": "connected",
+                        "initialState": "alerting",
+                        "direction": "inbound",
+                        "held": false,
+                        "type": "webmessaging",
+                        "connectedTime": start,
+                    }]),
+                );
+                Value::Object(obj)
+            })
+            .collect();
+        json!({
+            "id": self.id,
+            "startTime": start,
+            "participants": participants,
+            "recentTransfers": self.recent_transfers,
+            "divisions": [{
+                "division": { "id": HOME_DIVISION_ID, "selfUri": format!("/api/v2/authorization/divisions/{HOME_DIVISION_ID}") },
+                "entities": [],
+            }],
+            "selfUri": format!("/api/v2/conversations/{}", self.id),
+        })
     }
 
     /// One row of the participant attribute search: participants without attributes left out.

@@ -60,6 +60,18 @@ impl ApiError {
         )
     }
 
+    /// 403 for a client whose role has none of `permissions`.
+    pub fn missing_permissions(permissions: &[&str]) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "missing.any.permissions",
+            format!(
+                "Unable to perform the requested action. You must have at least one of the following permissions assigned: [{}]",
+                permissions.join(", ")
+            ),
+        )
+    }
+
     /// The body Genesys has sent on every 429 since November 2021.
     pub fn rate_limited(retry_after: u64) -> Self {
         Self {

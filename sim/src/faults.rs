@@ -18,8 +18,16 @@ pub enum Route {
     PatchAttributes,
     /// `POST /api/v2/conversations/participants/attributes/search`.
     AttributesSearch,
-    /// `POST /api/v2/externalcontacts/identifierlookup`.
+    /// `GET /api/v2/conversations/{id}` (the generic `Conversation`, with communication ids).
+    GetGenericConversation,
+    /// `POST /api/v2/externalcontacts/identifierlookup` (deprecated by Genesys).
     IdentifierLookup,
+    /// `POST /api/v2/externalcontacts/identifierlookup/contacts`.
+    IdentifierLookupContacts,
+    /// `POST /api/v2/externalcontacts/contacts/enrich`.
+    EnrichContact,
+    /// `POST /api/v2/externalcontacts/contacts/merge`.
+    MergeContacts,
     /// `POST /api/v2/externalcontacts/contacts`.
     CreateContact,
     /// `PUT /api/v2/externalcontacts/contacts/{id}`.
@@ -44,7 +52,11 @@ impl Route {
             Route::GetConversation => "get_conversation",
             Route::PatchAttributes => "patch_attributes",
             Route::AttributesSearch => "attributes_search",
+            Route::GetGenericConversation => "get_generic_conversation",
             Route::IdentifierLookup => "identifier_lookup",
+            Route::IdentifierLookupContacts => "identifier_lookup_contacts",
+            Route::EnrichContact => "enrich_contact",
+            Route::MergeContacts => "merge_contacts",
             Route::CreateContact => "create_contact",
             Route::UpdateContact => "update_contact",
             Route::GetContact => "get_contact",
@@ -52,6 +64,37 @@ impl Route {
             Route::RoutingQueues => "routing_queues",
             Route::ReplaceQueue => "replace_queue",
             Route::CrmCustomers => "crm_customers",
+        }
+    }
+
+    /// The permissions of which the OAuth client's role needs at least one, as the SDKs'
+    /// `Requires ANY permissions` lines declare them (JS SDK 259, `build/docs/*Api.md`);
+    /// empty when the SDK declares none.
+    pub fn permissions(self) -> &'static [&'static str] {
+        match self {
+            Route::Token
+            | Route::GetConversation
+            | Route::PatchAttributes
+            | Route::CrmCustomers => &[],
+            Route::GetGenericConversation => &["conversation:communication:view"],
+            Route::AttributesSearch => &["conversation:participant:attributesview"],
+            Route::IdentifierLookup | Route::GetContact => {
+                &["externalContacts:contact:view", "relate:contact:view"]
+            }
+            Route::IdentifierLookupContacts => &["externalContacts:contact:view"],
+            Route::EnrichContact => &["externalContacts:contact:enrich"],
+            Route::MergeContacts => &["externalContacts:identity:merge"],
+            Route::CreateContact => &["externalContacts:contact:add", "relate:contact:add"],
+            Route::UpdateContact => &["externalContacts:contact:edit", "relate:contact:edit"],
+            Route::LinkContact => &[
+                "relate:conversation:associate",
+                "externalContacts:conversation:associate",
+            ],
+            Route::RoutingQueues => &["routing:queue:view"],
+            Route::ReplaceQueue => &[
+                "conversation:communication:blindTransfer",
+                "conversation:communication:blindTransferQueue",
+            ],
         }
     }
 }

@@ -1,8 +1,8 @@
 //! What every call goes through before its handler: authentication, the rate limit, added
 //! latency, random errors and injected faults, plus the stats and the Genesys headers.
 //!
-//! Order on `/api/v2`: bearer token (401) → rate limit (429) → latency → error rate (503) →
-//! faults → handler. `ININ-Correlation-Id` is on every answer; the `inin-ratelimit-*`
+//! Order on `/api/v2`: bearer token (401) → rate limit (429) → the client's permissions (403)
+//! → latency → error rate (503) → faults → handler. `ININ-Correlation-Id` is on every answer; the `inin-ratelimit-*`
 //! headers on every answer that got past authentication (a 401 has no token to count against).
 
 use std::time::Duration;
@@ -65,13 +65,15 @@ pub(crate) async fn genesys(
 }
 
 async fn admit_and_run(sim: &Sim, route: Route, request: Request, next: Next) -> Response {
-    let Some(decision) = check_token(sim, request.headers()) else {
+    let Some((decision, client_id)) = check_token(sim, request.headers()) else {
         return ApiError::unauthorized().into_response();
     };
-    let mut response = if decision.allowed {
-        run_after_admission(sim, route, request, next).await
-    } else {
+    let mut response = if !decision.allowed {
         ApiError::rate_limited(decision.reset_secs).into_response()
+    } else if let Some(missing) = missing_permissions(sim, route, &client_id) {
+        ApiError::missing_permissions(missing).into_response()
+    } else {
+        run_after_admission(sim, route, request, next).await
     };
     set_header(
         &mut response,
@@ -91,8 +93,20 @@ async fn admit_and_run(sim: &Sim, route: Route, request: Request, next: Next) ->
     response
 }
 
+/// The route's permissions when the client's role has none of them (configured in
+/// [`crate::SimConfig::denied_permissions`]).
+fn missing_permissions(
+    sim: &Sim,
+    route: Route,
+    client_id: &str,
+) -> Option<&'static [&'static str]> {
+    let needed = route.permissions();
+    let denied = sim.config().denied_permissions.get(client_id)?;
+    (!needed.is_empty() && needed.iter().all(|p| denied.contains(*p))).then_some(needed)
+}
+
 /// Checks the bearer token and counts the call against its window; `None` means 401.
-fn check_token(sim: &Sim, headers: &HeaderMap) -> Option<Decision> {
+fn check_token(sim: &Sim, headers: &HeaderMap) -> Option<(Decision, String)> {
     let token = bearer(headers)?;
     let now = Instant::now();
     let mut inner = sim.lock();
@@ -102,7 +116,7 @@ fn check_token(sim: &Sim, headers: &HeaderMap) -> Option<Decision> {
         inner.tokens.remove(token);
         return None;
     }
-    Some(info.window.admit(now, limit))
+    Some((info.window.admit(now, limit), info.client_id.clone()))
 }
 
 async fn run_after_admission(sim: &Sim, route: Route, request: Request, next: Next) -> Response {

@@ -124,6 +124,15 @@ impl SimHandle {
         });
     }
 
+    /// Turns on or off whether plain contact creates claim their emails and phones as
+    /// identifiers ([`crate::SimConfig::claim_identifiers_on_create`]).
+    pub fn set_claim_identifiers_on_create(&self, claim: bool) {
+        self.sim.update_knobs(KnobsUpdate {
+            claim_identifiers_on_create: Some(claim),
+            ..KnobsUpdate::default()
+        });
+    }
+
     /// Changes the latency added to every Genesys and CRM call.
     pub fn set_latency_ms(&self, ms: u64) {
         self.sim.update_knobs(KnobsUpdate {

@@ -18,10 +18,18 @@
 //! Served routes:
 //! - `POST /oauth/token` — client-credentials grant.
 //! - `GET /api/v2/conversations/messages/{id}`, `PATCH …/messages/{cid}/participants/{pid}/attributes`.
+//! - `GET /api/v2/conversations/{id}`: the generic `Conversation`, whose participants list
+//!   their communications (`messages[].id`, never the participant id).
 //! - `POST /api/v2/conversations/participants/attributes/search` (cursor pages).
-//! - `POST /api/v2/externalcontacts/identifierlookup`, `POST|GET|PUT /api/v2/externalcontacts/contacts[/{id}]`,
-//!   `PUT /api/v2/externalcontacts/conversations/{cid}`.
+//! - External Contacts: `POST …/externalcontacts/identifierlookup/contacts` (and the deprecated
+//!   `…/identifierlookup`), `POST …/contacts/enrich` (`ContactEnrichRequest`), `POST
+//!   …/contacts/merge` (`MergeContactsRequest`), `POST|GET|PUT …/contacts[/{id}]`, `PUT
+//!   …/externalcontacts/conversations/{cid}` (`ConversationAssociation`; 202 and no link for a
+//!   wrong `communicationId`). Lookups find claimed identifiers only; whether a plain create
+//!   claims its emails and phones is the switch `SimConfig::claim_identifiers_on_create`.
 //! - `GET /api/v2/routing/queues`, `POST /api/v2/conversations/{cid}/participants/{pid}/replace/queue`.
+//! - Permissions: every route needs what the SDKs declare ([`Route::permissions`]); a client
+//!   whose role lacks them (`SimConfig::denied_permissions`) gets 403.
 //! - `GET /customers` — the CRM.
 //! - `/sim/...` — control and inspection, for scripts.
 //!

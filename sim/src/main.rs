@@ -39,6 +39,13 @@ struct Cli {
     /// Delay before a conversation with attributes shows in the attribute search.
     #[arg(long, default_value_t = 0)]
     index_delay_ms: u64,
+    /// Plain contact creates claim their emails and phones as identifiers (undocumented in
+    /// Genesys; off by default).
+    #[arg(long)]
+    claim_identifiers_on_create: bool,
+    /// A permission the client's role lacks (403 for calls that need it); repeatable.
+    #[arg(long = "deny-permission")]
+    deny_permissions: Vec<String>,
     /// JSON seed file: {"conversations":[…],"customers":[…],"queues":["Gold Support",…]}.
     #[arg(long)]
     seed: Option<PathBuf>,
@@ -60,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let sim = spawn(SimConfig {
         bind: cli.bind,
-        client_id: cli.client_id,
+        client_id: cli.client_id.clone(),
         client_secret: cli.client_secret,
         crm_api_key: cli.crm_api_key,
         token_lifetime_secs: cli.token_lifetime_secs,
@@ -68,6 +75,16 @@ async fn main() -> anyhow::Result<()> {
         latency_ms: cli.latency_ms,
         error_rate: cli.error_rate,
         index_delay_ms: cli.index_delay_ms,
+        claim_identifiers_on_create: cli.claim_identifiers_on_create,
+        denied_permissions: if cli.deny_permissions.is_empty() {
+            Default::default()
+        } else {
+            [(
+                cli.client_id.clone(),
+                cli.deny_permissions.into_iter().collect(),
+            )]
+            .into()
+        },
     })
     .await?;
     if let Some(seed) = seed {

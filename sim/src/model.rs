@@ -30,6 +30,8 @@ pub struct ConversationView {
     pub id: String,
     /// Id of the participant whose `purpose` is `customer`.
     pub customer_participant_id: String,
+    /// Id of that participant's message communication (distinct from the participant id).
+    pub customer_communication_id: String,
     /// The customer participant's current attributes.
     pub attributes: BTreeMap<String, String>,
     /// Queue of the latest `replace/queue` on this conversation, if any.

@@ -18,6 +18,8 @@ use crate::ratelimit::Window;
 /// An issued access token.
 #[derive(Debug)]
 pub(crate) struct TokenInfo {
+    /// The OAuth client it was granted to.
+    pub client_id: String,
     pub expires_at: Instant,
     pub window: Window,
 }

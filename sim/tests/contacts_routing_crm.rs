@@ -1,4 +1,4 @@
-//! External contacts, routing and the CRM sandbox over HTTP.
+//! Routing and the CRM sandbox over HTTP (External Contacts: `contacts.rs`).
 
 use prechat_sim::{spawn, Customer, SeedConversation, SimConfig, SimHandle};
 use reqwest::{Client, Method, StatusCode};
@@ -35,100 +35,6 @@ async fn call(
         request = request.json(&body);
     }
     request.send().await.unwrap()
-}
-
-#[tokio::test]
-async fn a_created_contact_is_found_by_email_or_phone_and_linked_to_the_conversation() {
-    let ctx = start().await;
-    let lookup = "/api/v2/externalcontacts/identifierlookup";
-    let none = call(
-        &ctx,
-        Method::POST,
-        lookup,
-        Some(json!({"type": "Email", "value": "jane@example.com"})),
-    )
-    .await;
-    assert_eq!(none.status(), StatusCode::NOT_FOUND);
-    assert_eq!(none.json::<Value>().await.unwrap()["code"], "not.found");
-
-    let created: Value = call(
-        &ctx,
-        Method::POST,
-        "/api/v2/externalcontacts/contacts",
-        Some(json!({"firstName": "Jane", "workEmail": "jane@example.com",
-                    "cellPhone": {"display": "+1 555 123 4567"}})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(created["cellPhone"]["e164"], "+15551234567");
-    assert!(created["createDate"].is_string());
-    assert_eq!(created["identifiers"].as_array().unwrap().len(), 2);
-
-    let by_email: Value = call(
-        &ctx,
-        Method::POST,
-        lookup,
-        Some(json!({"type": "Email", "value": "JANE@example.com"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(by_email["id"], id.as_str());
-    let by_phone = call(
-        &ctx,
-        Method::POST,
-        lookup,
-        Some(json!({"type": "Phone", "value": "+15551234567"})),
-    )
-    .await;
-    assert_eq!(by_phone.status(), StatusCode::OK);
-
-    let updated: Value = call(
-        &ctx,
-        Method::PUT,
-        &format!("/api/v2/externalcontacts/contacts/{id}"),
-        Some(json!({"firstName": "Janet", "workEmail": "jane@example.com"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(updated["firstName"], "Janet");
-    assert!(updated.get("cellPhone").is_none());
-    assert_eq!(ctx.0.contacts().len(), 1);
-
-    let conversation = ctx.0.seed_conversation(SeedConversation::default());
-    let linked = call(
-        &ctx,
-        Method::PUT,
-        &format!("/api/v2/externalcontacts/conversations/{}", conversation.id),
-        Some(
-            json!({"externalContactId": id, "conversationId": conversation.id,
-                    "communicationId": "x", "mediaType": "MESSAGE"}),
-        ),
-    )
-    .await;
-    assert!(linked.status().is_success());
-    assert_eq!(
-        ctx.0
-            .conversation(&conversation.id)
-            .unwrap()
-            .linked_contact_id
-            .as_deref(),
-        Some(id.as_str())
-    );
-    let unknown = call(
-        &ctx,
-        Method::PUT,
-        "/api/v2/externalcontacts/conversations/nope",
-        Some(json!({"externalContactId": id})),
-    )
-    .await;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -283,8 +283,12 @@ pub struct GenesysSettings {
 /// `[genesys.external_contacts]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExternalContactsSettings {
-    /// Find, update or create the guest's External Contact and link it (consent only).
+    /// Upsert the guest's External Contact and link the conversation to it (consent only).
     pub enabled: bool,
+    /// Touch no External Contact for a guest whose identity the web tier did not vouch for
+    /// (`guest.verified`), so that a typed-in stranger's email or phone never lands on a real
+    /// customer's contact.
+    pub require_verified: bool,
 }
 
 /// How the tier's queue is applied.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::auth::TokenProvider;
 use super::budget::{Budget, ServerBudget};
 use super::error::{ErrorBody, GenesysError};
-use super::model::{MessageConversation, ParticipantAttributes};
+use super::model::{Conversation, MessageConversation, ParticipantAttributes};
 use crate::http_error::{retry_after, transport_reason};
 use crate::metrics::{GenesysLabels, Metrics, RouteLabels};
 
@@ -73,6 +73,24 @@ impl GenesysClient {
         let path = format!("/api/v2/conversations/messages/{conversation_id}");
         self.call_json("get_conversation", Method::GET, &path, None::<&()>)
             .await
+    }
+
+    /// `GET /api/v2/conversations/{id}` (permission `conversation:communication:view`): the
+    /// same participants as [`Self::get_message_conversation`], plus each one's communication
+    /// id, which linking an External Contact needs.
+    pub async fn get_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<MessageConversation, GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation_id}");
+        self.call_json::<Conversation, ()>("get_generic_conversation", Method::GET, &path, None)
+            .await
+            .map(MessageConversation::from)
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// `PATCH /api/v2/conversations/messages/{cid}/participants/{pid}/attributes` (202).

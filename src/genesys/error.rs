@@ -110,6 +110,19 @@ impl GenesysError {
         }
     }
 
+    /// A short name of the failure, for metric labels: `rate_limited`, `unauthorized`,
+    /// `forbidden`, `not_found`, `rejected`, `unavailable`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GenesysError::RateLimited { .. } => "rate_limited",
+            GenesysError::Unauthorized { .. } => "unauthorized",
+            GenesysError::Forbidden { .. } => "forbidden",
+            GenesysError::NotFound { .. } => "not_found",
+            GenesysError::Rejected { .. } => "rejected",
+            GenesysError::Unavailable { .. } => "unavailable",
+        }
+    }
+
     /// A failure of Genesys as a whole rather than of one message (outage detection).
     pub fn is_systemic(&self) -> bool {
         matches!(

@@ -45,6 +45,72 @@ pub struct MessageParticipant {
     /// The External Contact linked to the conversation, if any.
     #[serde(default, rename = "externalContact")]
     pub external_contact: Option<EntityRef>,
+    /// The id of the participant's message communication, which a `ConversationAssociation`
+    /// needs. `MessageConversation` does not carry it (its `messages[]` are `MessageDetails`),
+    /// so it is only known when the conversation was read as a generic [`Conversation`].
+    #[serde(skip)]
+    pub communication_id: Option<String>,
+}
+
+/// `GET /api/v2/conversations/{id}` (the generic `Conversation`): the same participants,
+/// with their communications.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Conversation {
+    /// Conversation id.
+    pub id: String,
+    /// Every participant.
+    #[serde(default)]
+    pub participants: Vec<Participant>,
+}
+
+/// A `Participant` of the generic `Conversation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    /// Participant id.
+    pub id: String,
+    /// `customer`, `agent`, `acd`, …
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// `connected`, `disconnected`, …
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Participant data (strings only).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// The queue the participant is in, when routed.
+    #[serde(default)]
+    pub queue_id: Option<String>,
+    /// The External Contact linked to the conversation, if any.
+    #[serde(default)]
+    pub external_contact_id: Option<String>,
+    /// The participant's message communications (`Message`); their `id` is the
+    /// communication id.
+    #[serde(default)]
+    pub messages: Vec<EntityRef>,
+}
+
+impl From<Conversation> for MessageConversation {
+    fn from(conversation: Conversation) -> Self {
+        let participants = conversation
+            .participants
+            .into_iter()
+            .map(|p| MessageParticipant {
+                id: p.id,
+                purpose: p.purpose,
+                state: p.state,
+                attributes: p.attributes,
+                queue: p.queue_id.map(|id| EntityRef { id }),
+                external_contact: p.external_contact_id.map(|id| EntityRef { id }),
+                // The latest communication is the one the guest is on now.
+                communication_id: p.messages.into_iter().last().map(|m| m.id),
+            })
+            .collect();
+        MessageConversation {
+            id: conversation.id,
+            participants,
+        }
+    }
 }
 
 /// `{ "id": … }` reference.

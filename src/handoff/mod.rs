@@ -46,7 +46,7 @@ pub const ANSWER_KEYS: [&str; 14] = [
     attr::TARGET_QUEUE_NAME,
     attr::TARGET_QUEUE_ID,
     attr::ENRICHED_AT,
-    "identityVerified",
+    attr::IDENTITY_VERIFIED,
 ];
 
 /// A handoff as the data action sends it, and as it rests on the broker.

@@ -88,6 +88,9 @@ pub mod attr {
     pub const SUBMISSION_ID: &str = "prechatSubmissionId";
     /// When the enrichment was made (differs between redeliveries).
     pub const ENRICHED_AT: &str = "enrichedAt";
+    /// `identityVerified`: `true` when the web tier vouched for the guest's email and phone
+    /// (`guest.verified`), else `false`, so that agents verify before they disclose anything.
+    pub const IDENTITY_VERIFIED: &str = "identityVerified";
 }
 
 /// The merged view of one submission, ready to become participant attributes.
@@ -129,6 +132,8 @@ pub struct Enrichment {
     pub enriched_at: DateTime<Utc>,
     /// Whether the guest consented to PII being written.
     pub consent: bool,
+    /// Whether the web tier vouched for the guest's identity (`guest.verified`).
+    pub identity_verified: bool,
 }
 
 /// Merges a submission with its CRM outcome by the rule in README, "The merge rule": the CRM wins for the
@@ -186,6 +191,7 @@ pub fn merge(
         submission_id: sub.submission_id.clone(),
         enriched_at,
         consent: sub.has_consent(),
+        identity_verified: sub.is_verified(),
     }
 }
 
@@ -221,6 +227,7 @@ impl Enrichment {
                 attr::ENRICHED_AT,
                 self.enriched_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             ),
+            (attr::IDENTITY_VERIFIED, self.identity_verified.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -259,6 +266,7 @@ impl fmt::Debug for Enrichment {
             .field("submission_id", &self.submission_id)
             .field("enriched_at", &self.enriched_at)
             .field("consent", &self.consent)
+            .field("identity_verified", &self.identity_verified)
             .finish()
     }
 }

@@ -149,9 +149,27 @@ fn the_merge_rule_holds_for_every_case() {
             ("preChatLanguage", "en-US"),
             ("prechatSubmissionId", "sub-1"),
             ("enrichedAt", "2026-11-22T10:00:00Z"),
+            ("identityVerified", "false"),
         ];
         for (key, value) in shared {
             assert_eq!(attrs[key], value, "{}: {key}", case.name);
+        }
+    }
+}
+
+#[test]
+fn identity_verified_says_whether_the_web_tier_vouched_for_the_guest() {
+    let mut sub = sample();
+    for (verified, written) in [(false, "false"), (true, "true")] {
+        sub.guest.verified = verified;
+        for consent in [true, false] {
+            sub.consent.given = consent;
+            let attrs =
+                merge(&sub, &found(gold_jane(), CrmMatch::Email), &routes(), now()).attributes();
+            assert_eq!(
+                attrs["identityVerified"], written,
+                "verified {verified}, consent {consent}"
+            );
         }
     }
 }
@@ -240,10 +258,10 @@ fn debug_of_an_enrichment_masks_personal_data() {
 }
 
 #[rustfmt::skip]
-const ALLOWED_KEYS: [&str; 18] = [
+const ALLOWED_KEYS: [&str; 19] = [
     "crmCustomerId", "loyaltyTier", "accountStatus", "loyaltyPoints", "previousTickets", "preChatSubject",
     "preChatPriority", "preChatLanguage", "crmMatch", "crmStatus", "targetQueueName", "targetQueueId",
-    "prechatSubmissionId", "enrichedAt", "firstName", "lastName", "email", "phone",
+    "prechatSubmissionId", "enrichedAt", "identityVerified", "firstName", "lastName", "email", "phone",
 ];
 
 fn opt_text() -> impl Strategy<Value = Option<String>> {
@@ -345,7 +363,7 @@ proptest! {
     fn every_attribute_key_is_in_the_allowed_set(sub in submission_strategy(), crm in outcome_strategy()) {
         let attrs = merge(&sub, &crm, &routes(), now()).attributes();
         prop_assert!(attrs.keys().all(|k| ALLOWED_KEYS.contains(&k.as_str())), "{:?}", attrs.keys());
-        prop_assert!(ALLOWED_KEYS[..14].iter().all(|k| attrs.contains_key(*k)));
+        prop_assert!(ALLOWED_KEYS[..15].iter().all(|k| attrs.contains_key(*k)));
     }
 
     #[test]

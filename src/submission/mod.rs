@@ -57,6 +57,12 @@ pub struct Guest {
     /// Lower-case hex hash of the browser session id ([`SessionHasher::hash`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_hash: Option<String>,
+    /// Whether the web tier's backend knows the visitor signed in as the owner of this email
+    /// or phone (`guest.verified`, default `false`). Anyone can type someone else's email into
+    /// a survey: an unverified identity is still looked up, but agents are told so, and no
+    /// External Contact is touched for it (README, "External Contacts").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verified: bool,
 }
 
 /// The survey answers that describe this chat.
@@ -155,6 +161,11 @@ impl Submission {
             },
             consent: Consent::default(),
         }
+    }
+
+    /// Whether the web tier vouches for the guest's email and phone (`guest.verified`).
+    pub fn is_verified(&self) -> bool {
+        self.guest.verified
     }
 
     /// Whether the guest consented (`consent.given == true`): without it no PII is written.

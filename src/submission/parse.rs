@@ -175,10 +175,19 @@ fn guest(value: Option<&Value>, ctx: &ParseContext) -> Result<Guest, ValidationE
             "The guest needs at least one of guest.email, guest.phone or guest.sessionId.",
         ));
     }
+    let verified = match obj.and_then(|o| o.get("verified")) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(verified)) => *verified,
+        Some(_) => {
+            let message = "guest.verified must be true or false (a JSON boolean).";
+            return Err(reject("invalid_json", "guest.verified", message));
+        }
+    };
     Ok(Guest {
         email,
         phone,
         session_hash,
+        verified,
     })
 }
 

@@ -3,24 +3,26 @@
 //! the tier's queue). No queue knowledge here; the worker turns the result into a decision.
 //!
 //! Every write is skipped when the conversation already shows it (attributes equal, the
-//! guest's contact linked, the participant in the target queue), so a redelivery costs one
-//! `GET` (and one contact lookup with External Contacts). Submissions of one conversation
-//! run one at a time within a process, so two deliveries at once cannot both see "not
-//! transferred yet".
+//! participant in the target queue), so a redelivery costs one `GET`. With External Contacts
+//! the contact step runs before the attribute write, which thereby marks it done: attributes
+//! already equal mean an earlier run got past the contact step, so a redelivery repeats
+//! neither (README, "External Contacts"). Submissions of one conversation run one at a time
+//! within a process, so two deliveries at once cannot both see "not transferred yet".
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::contact::upsert_contact;
+use super::contact::point_at_contact;
 use super::decision::{Done, Failure};
 use super::locks::StripedLocks;
-use crate::config::{OnUnavailable, RoutingMode};
+use crate::config::{ExternalContactsSettings, OnUnavailable, RoutingMode};
 use crate::crm::{CrmOutcome, CustomerDirectory};
-use crate::genesys::model::MessageParticipant;
+use crate::genesys::model::{MessageConversation, MessageParticipant};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::merge::{merge, Enrichment, QueueTarget, RouteTable};
+use crate::metrics::ContactFailureLabels;
 use crate::submission::Submission;
 
 /// A conversation id no conversation has, for probing.
@@ -39,12 +41,10 @@ pub struct Processor<C> {
     pub routes: RouteTable,
     /// Attributes only, or transfer too.
     pub routing_mode: RoutingMode,
-    /// Whether External Contacts are maintained.
-    pub external_contacts: bool,
+    /// Whether External Contacts are maintained, and for whom.
+    pub external_contacts: ExternalContactsSettings,
     /// Degrade or retry when the CRM is down.
     pub on_crm_unavailable: OnUnavailable,
-    /// Serialises External Contact upserts per identifier.
-    pub contact_locks: StripedLocks,
     /// Serialises the Genesys work of one conversation.
     pub conversation_locks: StripedLocks,
 }
@@ -61,7 +61,7 @@ impl<C: CustomerDirectory> Processor<C> {
             return Err(Failure::CrmUnavailable);
         }
         let _one_at_a_time = self.conversation_locks.hold(&[conversation_id]).await;
-        let conversation = match self.genesys.get_message_conversation(conversation_id).await {
+        let conversation = match self.read_conversation(conversation_id).await {
             Ok(conversation) => conversation,
             Err(GenesysError::NotFound { .. }) => return Err(Failure::ConversationNotFound),
             Err(error) => return Err(Failure::Genesys(error)),
@@ -80,10 +80,22 @@ impl<C: CustomerDirectory> Processor<C> {
                 enrichment.target_queue = Some(earlier);
             }
         }
+        let attributes = enrichment.attributes();
+        let already = already_written(&customer.attributes, &attributes);
+        if !already {
+            match contact_step(&self.external_contacts, submission) {
+                Ok(()) => self.contact(conversation_id, customer, &enrichment).await,
+                Err(reason) => tracing::debug!(
+                    conversation.id = conversation_id,
+                    reason,
+                    "no external contact step"
+                ),
+            }
+        }
         let patched = self
-            .write_attributes(conversation_id, customer, &enrichment)
+            .write_attributes(conversation_id, customer, &attributes, already)
             .await?;
-        let mut written = crate::handoff::shareable(&enrichment.attributes());
+        let mut written = crate::handoff::shareable(&attributes);
         if !patched {
             // What is on the participant (an earlier `enrichedAt` above all).
             for key in crate::handoff::ANSWER_KEYS {
@@ -91,18 +103,6 @@ impl<C: CustomerDirectory> Processor<C> {
                     written.insert(key.to_string(), value.clone());
                 }
             }
-        }
-        if self.external_contacts && submission.has_consent() {
-            upsert_contact(
-                &self.genesys,
-                &self.contact_locks,
-                conversation_id,
-                &customer.id,
-                customer.external_contact.as_ref().map(|c| c.id.as_str()),
-                &enrichment,
-            )
-            .await
-            .map_err(gone_or_genesys)?;
         }
         if self.routing_mode == RoutingMode::Transfer {
             self.transfer(conversation_id, customer, &enrichment)
@@ -126,14 +126,57 @@ impl<C: CustomerDirectory> Processor<C> {
         genesys && crm
     }
 
-    async fn write_attributes(
+    /// The conversation with its customer participant: the generic read when External
+    /// Contacts are on (it also carries the communication id a link needs, so one read serves
+    /// both), else the message conversation (which needs no permission).
+    async fn read_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<MessageConversation, GenesysError> {
+        if self.external_contacts.enabled {
+            self.genesys.get_conversation(conversation_id).await
+        } else {
+            self.genesys.get_message_conversation(conversation_id).await
+        }
+    }
+
+    /// Points the conversation at the guest's External Contact. A failure is counted and
+    /// logged here, and goes no further: the attributes and routing do not wait for it.
+    async fn contact(
         &self,
         conversation_id: &str,
         customer: &MessageParticipant,
         enrichment: &Enrichment,
+    ) {
+        if let Err(failure) =
+            point_at_contact(&self.genesys, conversation_id, customer, enrichment).await
+        {
+            self.genesys
+                .metrics()
+                .external_contact_failures
+                .get_or_create(&ContactFailureLabels {
+                    step: failure.step,
+                    error: failure.error.kind(),
+                })
+                .inc();
+            tracing::warn!(
+                conversation.id = conversation_id,
+                contact.step = failure.step,
+                genesys.status = failure.error.status(),
+                error = %failure.error,
+                "external contact not updated; the conversation is enriched without it"
+            );
+        }
+    }
+
+    async fn write_attributes(
+        &self,
+        conversation_id: &str,
+        customer: &MessageParticipant,
+        attributes: &BTreeMap<String, String>,
+        written: bool,
     ) -> Result<bool, Failure> {
-        let attributes = enrichment.attributes();
-        if already_written(&customer.attributes, &attributes) {
+        if written {
             tracing::info!(
                 conversation.id = conversation_id,
                 "attributes already on the conversation; no write needed"
@@ -141,7 +184,7 @@ impl<C: CustomerDirectory> Processor<C> {
             return Ok(false);
         }
         self.genesys
-            .patch_participant_attributes(conversation_id, &customer.id, &attributes)
+            .patch_participant_attributes(conversation_id, &customer.id, attributes)
             .await
             .map_err(gone_or_genesys)?;
         Ok(true)
@@ -195,6 +238,23 @@ fn earlier_transfer(customer: &MessageParticipant) -> Option<QueueTarget> {
     })
 }
 
+/// Whether the submission gets the External Contact step, else why not: only when enabled,
+/// with consent, and for a verified identity unless `require_verified` is off.
+fn contact_step(
+    settings: &ExternalContactsSettings,
+    submission: &Submission,
+) -> Result<(), &'static str> {
+    if !settings.enabled {
+        Err("external contacts are disabled")
+    } else if !submission.has_consent() {
+        Err("no consent")
+    } else if settings.require_verified && !submission.is_verified() {
+        Err("the guest's identity is not verified")
+    } else {
+        Ok(())
+    }
+}
+
 /// A 404 on a write means the conversation or participant went away since the `GET`.
 fn gone_or_genesys(error: GenesysError) -> Failure {
     match error {
@@ -217,6 +277,32 @@ fn already_written(current: &BTreeMap<String, String>, wanted: &BTreeMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_contact_step_needs_consent_and_by_default_a_verified_identity() {
+        let mut submission = crate::submission::tests::sample();
+        // enabled, require_verified, consent, verified → runs
+        for (enabled, require_verified, consent, verified, runs) in [
+            (true, true, true, true, true),
+            (true, true, true, false, false),
+            (true, false, true, false, true),
+            (true, false, false, true, false),
+            (true, true, false, true, false),
+            (false, false, true, true, false),
+        ] {
+            let settings = ExternalContactsSettings {
+                enabled,
+                require_verified,
+            };
+            submission.consent.given = consent;
+            submission.guest.verified = verified;
+            assert_eq!(
+                contact_step(&settings, &submission).is_ok(),
+                runs,
+                "enabled {enabled}, require_verified {require_verified}, consent {consent}, verified {verified}"
+            );
+        }
+    }
 
     #[test]
     fn a_redelivery_with_the_same_values_needs_no_write_whatever_enriched_at_says() {

@@ -1,4 +1,4 @@
-//! `GET /api/v2/conversations/messages/{id}` and
+//! `GET /api/v2/conversations/messages/{id}`, `GET /api/v2/conversations/{id}` and
 //! `PATCH /api/v2/conversations/messages/{cid}/participants/{pid}/attributes`.
 
 use std::collections::BTreeMap;
@@ -24,6 +24,19 @@ pub(crate) async fn get(
         .get(&conversation_id)
         .ok_or_else(|| conversation_not_found(&conversation_id))?;
     Ok(Json(conversation.to_json()))
+}
+
+/// The generic `Conversation` (`GET /api/v2/conversations/{id}`), or 404 `not.found`.
+pub(crate) async fn get_generic(
+    State(sim): State<Sim>,
+    Path(conversation_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let inner = sim.lock();
+    let conversation = inner
+        .conversations
+        .get(&conversation_id)
+        .ok_or_else(|| conversation_not_found(&conversation_id))?;
+    Ok(Json(conversation.to_generic_json()))
 }
 
 /// Writes participant attributes (`ParticipantAttributes {"attributes":{…}}`), 202 with no body.

@@ -44,8 +44,24 @@ pub(crate) fn router(sim: Sim) -> Router {
             api(Route::AttributesSearch, post(search::search)),
         )
         .route(
+            "/api/v2/conversations/{conversation_id}",
+            api(Route::GetGenericConversation, get(conversations::get_generic)),
+        )
+        .route(
             "/api/v2/externalcontacts/identifierlookup",
             api(Route::IdentifierLookup, post(contacts::identifier_lookup)),
+        )
+        .route(
+            "/api/v2/externalcontacts/identifierlookup/contacts",
+            api(Route::IdentifierLookupContacts, post(contacts::identifier_lookup)),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts/enrich",
+            api(Route::EnrichContact, post(contacts::enrich)),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts/merge",
+            api(Route::MergeContacts, post(contacts::merge)),
         )
         .route(
             "/api/v2/externalcontacts/contacts",

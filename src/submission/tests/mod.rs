@@ -31,6 +31,7 @@ pub(crate) fn sample() -> Submission {
             email: Some(Email::parse("jane@example.com").unwrap()),
             phone: Some(Phone::parse("+15551234567", None).unwrap()),
             session_hash: Some(SessionHasher::new(None).hash("raw-browser-id")),
+            verified: false,
         },
         survey: Survey {
             subject: "Billing".into(),
@@ -103,6 +104,7 @@ fn rejections() -> Vec<(&'static str, String, &'static str, Option<&'static str>
         ("language with underscore", with_guest(r#""survey":{"language":"en_US"}"#), "invalid_field", Some("survey.language")),
         ("long language", with_guest(&format!(r#""survey":{{"language":"{}"}}"#, long(36))), "invalid_field", Some("survey.language")),
         ("consent given as text", with_guest(r#""consent":{"given":"yes"}"#), "invalid_json", Some("consent.given")),
+        ("verified as text", r#"{"guest":{"email":"jane@example.com","verified":"true"}}"#.into(), "invalid_json", Some("guest.verified")),
         ("unknown consent type", with_guest(r#""consent":{"given":true,"type":"verbal"}"#), "invalid_consent_type", Some("consent.type")),
         ("conversationId not a uuid", with_guest(r#""conversationId":"conv-1""#), "invalid_field", Some("conversationId")),
         ("submissionId with a space", with_guest(r#""submissionId":"a b""#), "invalid_field", Some("submissionId")),
@@ -182,6 +184,30 @@ fn a_queue_message_takes_its_id_and_time_from_the_amqp_properties() {
         sub.submitted_at,
         Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap()
     );
+}
+
+#[test]
+fn guest_verified_defaults_to_false_and_survives_the_round_trip() {
+    for (body, verified) in [
+        (r#"{"guest":{"email":"jane@example.com"}}"#, false),
+        (
+            r#"{"guest":{"email":"jane@example.com","verified":null}}"#,
+            false,
+        ),
+        (
+            r#"{"guest":{"email":"jane@example.com","verified":false}}"#,
+            false,
+        ),
+        (
+            r#"{"guest":{"email":"jane@example.com","verified":true}}"#,
+            true,
+        ),
+    ] {
+        let submission = http(body).unwrap();
+        assert_eq!(submission.guest.verified, verified, "{body}");
+        let again = queue(std::str::from_utf8(&submission.to_json()).unwrap(), None).unwrap();
+        assert_eq!(again, submission, "{body}");
+    }
 }
 
 #[test]

@@ -1,101 +1,148 @@
-//! External Contacts and the guest's privacy: a contact created once, updated for the same
-//! email, never duplicated (not even by simultaneous submissions) and never touched without
-//! consent; raw session ids published to RabbitMQ as an HMAC.
+//! External Contacts and the guest's privacy: one contact per guest, upserted and linked in
+//! four Genesys calls and a redelivery in one, never duplicated (not even by simultaneous
+//! submissions), never touched without consent or for an unverified identity, and never in
+//! the way of the attributes and routing when it fails; raw session ids published to
+//! RabbitMQ as an HMAC.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use prechat_sim::{Fault, Route, SeedConversation};
+use prechat_enricher::startup::Roles;
+use prechat_sim::{Fault, Route, SeedConversation, SimConfig, Stats};
 use serde_json::json;
 
 use super::support::*;
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn contacts_are_created_once_updated_for_the_same_email_and_never_duplicated_or_touched_without_consent(
-) {
+/// Genesys calls of one route since `before`.
+fn delta(app: &TestApp, before: &Stats, route: &str) -> u64 {
+    app.sim.stats().calls_of(route) - before.calls_of(route)
+}
+
+/// One guest's contact through its life: upserted and linked in four calls, a redelivery in
+/// one, the same contact for her next conversation, and no contact at all for an unverified
+/// or a non-consenting guest. `claim` is the sandbox's switch for whether a plain create
+/// claims identifiers (undocumented in Genesys): the product must not care.
+async fn a_guest_contact_through_its_life(claim: bool) {
     let overrides = [
         ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
         ("PRECHAT__CRM__CACHE_TTL_SECS", "0"),
+        ("PRECHAT__WORKER__CONCURRENCY", "1"),
     ];
     let mut app = spawn_app_with("contacts", fast_sim(), &overrides).await;
+    app.sim.set_claim_identifiers_on_create(claim);
     app.sim
         .seed_customer(customer("C-1", "jane@example.com", "+15551230001", "gold"));
-    let first = app.sim.seed_conversation(SeedConversation::default());
-    let body = |conversation_id: &str, consent: bool, email: &str| {
+    let body = |conversation_id: &str, consent: bool, verified: bool, email: &str| {
         json!({
             "submissionId": uuid::Uuid::new_v4().to_string(),
             "conversationId": conversation_id,
-            "guest": {"email": email},
+            "guest": {"email": email, "verified": verified},
             "consent": {"given": consent, "type": "explicit"}
         })
     };
-    let first_body = body(&first.id, true, "jane@example.com");
-    assert_eq!(app.post(&first_body).await.status(), 202);
-    let linked = wait_until(Duration::from_secs(20), || async {
-        app.sim.conversation(&first.id)?.linked_contact_id
-    })
-    .await;
-    let contact_id = linked.expect("the contact is linked");
-    assert_eq!(app.sim.contacts().len(), 1);
-    assert_eq!(app.sim.contacts()[0]["lastName"], "Doe-C-1");
-
-    // The same person again, on another conversation, after the CRM changed her name.
-    let mut renamed = customer("C-1", "jane@example.com", "+15551230001", "gold");
-    renamed.last_name = "Smith".into();
-    app.sim.seed_customer(renamed);
-    // Genesys' identity resolution linked this conversation to an ephemeral contact (the
+    // Genesys' identity resolution linked the conversation to an Ephemeral contact (the
     // Messenger cookie only): the guest's own contact replaces it.
-    let second = app.sim.seed_conversation(SeedConversation {
+    let first = app.sim.seed_conversation(SeedConversation {
         ephemeral_contact: true,
         ..SeedConversation::default()
     });
-    let ephemeral = second.linked_contact_id.clone().expect("an ephemeral link");
-    app.sim.add_fault(Fault {
-        conversation_id: Some(second.id.clone()),
-        count: Some(1),
-        ..Fault::new(Route::LinkContact, 500)
-    });
+    let ephemeral = first.linked_contact_id.clone().expect("an ephemeral link");
+    let before = app.sim.stats();
+    let first_body = body(&first.id, true, true, "jane@example.com");
+    assert_eq!(app.post(&first_body).await.status(), 202);
+    let attributes = wait_enriched(&app, &first.id, Duration::from_secs(20)).await;
+    assert_eq!(attributes["identityVerified"], "true");
+    let view = app.sim.conversation(&first.id).unwrap();
+    let contact_id = view.linked_contact_id.clone().expect("linked");
+    assert_ne!(contact_id, ephemeral);
+    let first_calls = app.sim.stats().total_genesys_calls - before.total_genesys_calls;
     assert_eq!(
-        app.post(&body(&second.id, true, "jane@example.com"))
-            .await
-            .status(),
-        202
+        first_calls,
+        4,
+        "GET conversation, enrich, link, PATCH: {:?}",
+        app.sim.stats().calls
     );
-    let second_link = wait_until(Duration::from_secs(20), || async {
-        app.sim
-            .conversation(&second.id)?
-            .linked_contact_id
-            .filter(|id| *id != ephemeral)
-    })
-    .await;
+    for route in [
+        "get_generic_conversation",
+        "enrich_contact",
+        "link_contact",
+        "patch_attributes",
+    ] {
+        assert_eq!(delta(&app, &before, route), 1, "{route}");
+    }
+    let contact = app
+        .sim
+        .contacts()
+        .into_iter()
+        .find(|c| c["id"] == contact_id.as_str())
+        .unwrap();
+    assert_eq!(contact["type"], "Curated");
+    assert_eq!(contact["lastName"], "Doe-C-1");
     assert_eq!(
-        second_link.as_deref(),
-        Some(contact_id.as_str()),
-        "the same contact, linked in place of the ephemeral {ephemeral} after a failed link"
+        contact["cellPhone"]["display"], "+15551230001",
+        "the CRM's phone"
     );
 
-    // A redelivery of the first submission.
+    // A redelivery of the first submission (a lost ack): one read, nothing written.
+    let before = app.sim.stats();
     app.publish_raw(
         first_body.to_string().as_bytes(),
         first_body["submissionId"].as_str().unwrap(),
     )
     .await;
-    // Without consent: enriched, but no contact touched.
-    let third = app.sim.seed_conversation(SeedConversation::default());
+    wait_until(Duration::from_secs(20), || async {
+        (delta(&app, &before, "get_generic_conversation") > 0).then_some(())
+    })
+    .await
+    .expect("redelivered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let redelivery_calls = app.sim.stats().total_genesys_calls - before.total_genesys_calls;
+    assert_eq!(redelivery_calls, 1, "{:?}", app.sim.stats().calls);
+
+    // The same person on another conversation, after the CRM changed her name.
+    let mut renamed = customer("C-1", "jane@example.com", "+15551230001", "gold");
+    renamed.last_name = "Smith".into();
+    app.sim.seed_customer(renamed);
+    let second = app.sim.seed_conversation(SeedConversation::default());
     assert_eq!(
-        app.post(&body(&third.id, false, "other@example.com"))
+        app.post(&body(&second.id, true, true, "jane@example.com"))
             .await
             .status(),
         202
     );
-    let attributes = wait_enriched(&app, &third.id, Duration::from_secs(20)).await;
-    for pii in ["email", "phone", "firstName", "lastName"] {
-        assert!(
-            !attributes.contains_key(pii),
-            "{pii} written without consent"
+    wait_enriched(&app, &second.id, Duration::from_secs(20)).await;
+    let second_link = app.sim.conversation(&second.id).unwrap().linked_contact_id;
+    assert_eq!(
+        second_link.as_deref(),
+        Some(contact_id.as_str()),
+        "the same contact"
+    );
+
+    // Unverified (someone typed Jane's email) and non-consenting guests: enriched, no contact.
+    let before = app.sim.stats();
+    let unverified = app.sim.seed_conversation(SeedConversation::default());
+    let no_consent = app.sim.seed_conversation(SeedConversation::default());
+    for (conversation, consent, verified) in
+        [(&unverified, true, false), (&no_consent, false, true)]
+    {
+        let submission = body(&conversation.id, consent, verified, "jane@example.com");
+        assert_eq!(app.post(&submission).await.status(), 202);
+        let attributes = wait_enriched(&app, &conversation.id, Duration::from_secs(20)).await;
+        assert_eq!(attributes["identityVerified"], verified.to_string());
+        assert_eq!(
+            attributes["crmCustomerId"], "C-1",
+            "still looked up and merged"
         );
     }
     assert!(app.drained_after_stop(Duration::from_secs(20)).await);
+    for conversation in [&unverified, &no_consent] {
+        let view = app.sim.conversation(&conversation.id).unwrap();
+        assert!(view.linked_contact_id.is_none());
+    }
+    for route in ["enrich_contact", "link_contact"] {
+        assert_eq!(delta(&app, &before, route), 0, "{route}");
+    }
     let contacts: Vec<_> = app
         .sim
         .contacts()
@@ -104,17 +151,105 @@ async fn contacts_are_created_once_updated_for_the_same_email_and_never_duplicat
         .collect();
     assert_eq!(contacts.len(), 1, "never a second contact: {contacts:?}");
     assert_eq!(contacts[0]["lastName"], "Smith", "updated from the CRM");
+    let stats = app.sim.stats();
+    assert_eq!(stats.calls_of("enrich_contact"), 2);
+    for unused in [
+        "create_contact",
+        "update_contact",
+        "identifier_lookup",
+        "identifier_lookup_contacts",
+        "get_conversation",
+    ] {
+        assert_eq!(stats.calls_of(unused), 0, "{unused}");
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_contact_through_its_life_when_plain_creates_claim_nothing() {
+    a_guest_contact_through_its_life(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_contact_through_its_life_when_plain_creates_claim_their_identifiers() {
+    a_guest_contact_through_its_life(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_require_verified_off_an_unverified_guest_gets_a_contact() {
+    let overrides = [
+        ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
+        (
+            "PRECHAT__GENESYS__EXTERNAL_CONTACTS__REQUIRE_VERIFIED",
+            "false",
+        ),
+    ];
+    let app = spawn_app_with("contacts-unverified", fast_sim(), &overrides).await;
+    let conversation = app.sim.seed_conversation(SeedConversation::default());
+    let body = json!({
+        "conversationId": conversation.id,
+        "guest": {"email": "jane@example.com"},
+        "consent": {"given": true, "type": "explicit"}
+    });
+    assert_eq!(app.post(&body).await.status(), 202);
+    let attributes = wait_enriched(&app, &conversation.id, Duration::from_secs(20)).await;
+    assert_eq!(attributes["identityVerified"], "false");
     assert!(app
         .sim
-        .conversation(&third.id)
+        .conversation(&conversation.id)
         .unwrap()
         .linked_contact_id
-        .is_none());
-    assert_eq!(app.sim.stats().calls_of("create_contact"), 1);
-    // Two lookups for the first (email, then the CRM's phone), two for the second (its
-    // failed link retried), one for the redelivery, none without consent: no email or phone
-    // went to Genesys for the third.
-    assert_eq!(app.sim.stats().calls_of("identifier_lookup"), 5);
+        .is_some());
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_contact_failure_is_counted_and_never_blocks_the_attributes_or_the_transfer() {
+    let denied = BTreeSet::from(["externalContacts:contact:enrich".to_owned()]);
+    let config = SimConfig {
+        denied_permissions: BTreeMap::from([("sandbox-client".to_owned(), denied)]),
+        ..fast_sim()
+    };
+    let overrides = [
+        ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
+        ("PRECHAT__ROUTING__MODE", "transfer"),
+        ("PRECHAT__ROUTING__QUEUES__STANDARD", "Standard Support"),
+    ];
+    let sim = prechat_sim::spawn(config).await.unwrap();
+    sim.seed_queue("Standard Support");
+    let settings = test_settings(&sim, &unique_namespace("contacts-forbidden"), &overrides);
+    let app = start(sim, settings, Roles::ALL).await;
+    let conversation = app.sim.seed_conversation(SeedConversation::default());
+    let link_fault = app.sim.seed_conversation(SeedConversation::default());
+    app.sim.add_fault(Fault {
+        conversation_id: Some(link_fault.id.clone()),
+        ..Fault::new(Route::LinkContact, 500)
+    });
+    for id in [&conversation.id, &link_fault.id] {
+        let body = json!({
+            "conversationId": id,
+            "guest": {"email": "jane@example.com", "verified": true},
+            "consent": {"given": true, "type": "explicit"}
+        });
+        assert_eq!(app.post(&body).await.status(), 202);
+    }
+    for id in [&conversation.id, &link_fault.id] {
+        wait_enriched(&app, id, Duration::from_secs(20)).await;
+        let view = wait_until(Duration::from_secs(20), || async {
+            app.sim.conversation(id).filter(|v| v.transfers > 0)
+        })
+        .await
+        .expect("transferred despite the contact failure");
+        assert!(view.linked_contact_id.is_none());
+    }
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(
+            r#"prechat_external_contact_failures_total{step="enrich",error="forbidden"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert_eq!(app.sim.stats().status_count("enrich_contact", 403), 2);
     app.cleanup().await;
 }
 
@@ -134,7 +269,7 @@ async fn ten_simultaneous_submissions_of_one_new_guest_create_one_contact() {
         let body = json!({
             "submissionId": uuid::Uuid::new_v4().to_string(),
             "conversationId": conversation.id,
-            "guest": {"email": "new.guest@example.com", "phone": "+15551239999"},
+            "guest": {"email": "new.guest@example.com", "phone": "+15551239999", "verified": true},
             "consent": {"given": true, "type": "explicit"}
         });
         let app = &app;

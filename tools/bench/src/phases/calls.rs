@@ -5,7 +5,7 @@
 //! - `redelivery`: the same submissions published again (expected: the GET only);
 //! - `resolver`: no `conversationId`; seeded conversations carry `prechatSubmissionId`, and
 //!   the resolver's scans are shared by every waiting submission;
-//! - `external contacts`: `genesys.external_contacts.enabled`, consent given, each
+//! - `external contacts`: `genesys.external_contacts.enabled` with `require_verified` off, consent given, each
 //!   conversation linked to an ephemeral contact first (as Genesys' identity resolution
 //!   does), then the same submissions again;
 //! - `transfer`: `routing.mode = transfer`, the CRM knows every guest as `gold`, the `gold`
@@ -224,7 +224,11 @@ async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<(Mode, Mod
         bench,
         "contacts",
         sim.clone(),
-        &[("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true")],
+        &[
+            ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
+            // The bench's guests are not marked verified.
+            ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__REQUIRE_VERIFIED", "false"),
+        ],
     )
     .await?;
     let bodies: Vec<_> = (0..n)
@@ -250,14 +254,14 @@ async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<(Mode, Mod
     Ok((
         delta(
             "with External Contacts (consent, new guest, ephemeral link)",
-            "6 (GET, PATCH, lookup by email, lookup by phone, create, link)",
+            "4 (GET conversation, enrich, link, PATCH)",
             n,
             &before,
             &middle,
         ),
         delta(
             "with External Contacts, redelivery",
-            "2 (GET, lookup by email; nothing written)",
+            "1 (GET; nothing written)",
             n,
             &middle,
             &after,
