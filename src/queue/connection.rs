@@ -141,13 +141,22 @@ impl Broker {
     }
 
     /// Closes the connection (pending deliveries return to their queues).
+    /// Bounded: a stop never waits on a broker that does not answer.
     pub async fn close(&self) {
-        if let Ok(connection) = self.pool.get().await {
-            let _ = connection.close(200, "shutdown".into()).await;
+        let closing = async {
+            if let Ok(connection) = self.pool.get().await {
+                let _ = connection.close(200, "shutdown".into()).await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!("the broker connection did not close in time; dropped");
         }
         self.pool.close();
     }
 }
+
+/// How long closing a connection may take at shutdown.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Delays between attempts to reach the broker again: exponential from 200 ms to 15 s,
 /// jittered, endless; [`reset`](Self::reset) once a connection worked, so the next outage

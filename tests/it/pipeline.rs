@@ -50,6 +50,7 @@ fn fifty_expected(i: usize, submission_id: &str) -> BTreeMap<String, String> {
         ("accountStatus", "active"),
         ("targetQueueId", ""),
         ("targetQueueName", ""),
+        ("identityVerified", "false"),
     ]);
     if i % 3 == 2 {
         want.extend(attributes(&[
