@@ -88,7 +88,8 @@ impl Components {
             settings.genesys.client_secret.clone(),
             settings.genesys.token_refresh_margin(),
             metrics.clone(),
-        );
+        )
+        .with_timeout(settings.genesys.timeout());
         let genesys_config = GenesysConfig {
             api_url: settings.genesys_api_url(),
             timeout: settings.genesys.timeout(),

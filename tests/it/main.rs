@@ -20,6 +20,7 @@
 mod chaos;
 mod common;
 mod dlq;
+mod failures;
 mod genesys;
 mod ingest;
 mod metrics;
