@@ -93,6 +93,7 @@ impl Components {
         let genesys_config = GenesysConfig {
             api_url: settings.genesys_api_url(),
             timeout: settings.genesys.timeout(),
+            max_wait: settings.genesys.max_wait(),
         };
         let genesys = Arc::new(GenesysClient::new(
             http.clone(),

@@ -15,6 +15,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
+use super::budget::within_wait_budget;
 use super::error::{ErrorBody, GenesysError};
 use super::model::TokenResponse;
 use crate::http_error::{retry_after, transport_reason};
@@ -286,11 +287,6 @@ fn rate_limit_wait(timeout: Duration) -> Duration {
 enum Attempt {
     Granted(AccessToken),
     RateLimited(Duration),
-}
-
-/// Whether waiting `wait` more, after `waited` already, stays within `budget`.
-pub(crate) fn within_wait_budget(waited: Duration, wait: Duration, budget: Duration) -> bool {
-    waited.saturating_add(wait) <= budget
 }
 
 /// The login host answers `{"error","description","error_description"}`.

@@ -9,4 +9,5 @@
 //! - `ipv6` — an AMQP URL with an IPv6 literal connects to that address;
 //! - `drift` — a queue declared with another `x-delivery-limit` stops the start naming it.
 
+mod rate_limit;
 mod token;
