@@ -109,13 +109,19 @@ impl Components {
             cache_ttl: settings.crm.cache_ttl(),
         };
         let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
-        let publish_broker = Broker::with_ca(
+        let connect_timeout = settings.amqp.connect_timeout();
+        let publish_broker = Broker::connecting(
             &settings.amqp.url,
             "prechat-enricher publish",
             ca_pem.clone(),
+            connect_timeout,
         );
-        let consume_broker =
-            Broker::with_ca(&settings.amqp.url, "prechat-enricher consume", ca_pem);
+        let consume_broker = Broker::connecting(
+            &settings.amqp.url,
+            "prechat-enricher consume",
+            ca_pem,
+            connect_timeout,
+        );
         let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
         let key = Some(settings.privacy.session_hash_key.clone())
             .filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());

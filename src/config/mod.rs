@@ -124,6 +124,14 @@ pub struct AmqpSettings {
     /// wait hands the message to a retry queue instead.
     #[serde(default = "default_consumer_timeout_ms")]
     pub consumer_timeout_ms: u64,
+    /// How long each node of `url` has to open a connection (TCP, TLS, AMQP handshake)
+    /// before the next node is tried.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
 }
 
 fn default_consumer_timeout_ms() -> u64 {
@@ -581,6 +589,12 @@ impl AmqpSettings {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
                 return invalid("amqp.url", "must start with amqp:// or amqps://");
             }
+            if crate::queue::connection::parse_amqp_url(url).is_err() {
+                return invalid("amqp.url", "not an AMQP URL");
+            }
+        }
+        if self.connect_timeout_ms == 0 {
+            return invalid("amqp.connect_timeout_ms", "must be positive");
         }
         let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
         if self.namespace.is_empty() || !self.namespace.chars().all(name_chars) {
@@ -602,6 +616,11 @@ impl AmqpSettings {
     /// How long a publish may wait for its confirm.
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    /// Each node's connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 
     /// The broker's `consumer_timeout`.

@@ -127,6 +127,7 @@ mod tests {
             dead_letter_ttl_hours: 0,
             management_url: String::new(),
             consumer_timeout_ms: 1_800_000,
+            connect_timeout_ms: 5000,
         })
     }
 
