@@ -27,7 +27,7 @@ use crate::queue::connection::Reconnect;
 use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
 use crate::queue::topology::Declared;
-use crate::queue::{Broker, Publisher, Topology};
+use crate::queue::{Broker, BrokerError, Publisher, Topology};
 use crate::resolver::{Resolver, ResolverOptions};
 use crate::worker::decision::RetryPolicy;
 use crate::worker::locks::StripedLocks;
@@ -253,9 +253,17 @@ impl Application {
             self.declared.clone(),
             shutdown.clone(),
         );
+        let refused = Arc::new(std::sync::Mutex::new(None));
+        let refusal = refused.clone();
         tasks.spawn(async move {
-            if declare_until_done(&topology, &broker, &stop).await {
-                declared.set();
+            match declare_until_done(&topology, &broker, &stop).await {
+                Ok(true) => declared.set(),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, "topology differs from the configuration; stopping");
+                    *refusal.lock().expect("refusal lock") = Some(error);
+                    stop.cancel();
+                }
             }
         });
         if let Some((listener, app)) = self.ingest {
@@ -308,7 +316,11 @@ impl Application {
         c.consume_broker.close().await;
         c.publish_broker.close().await;
         tracing::info!("stopped");
-        Ok(())
+        let refusal = refused.lock().expect("refusal lock").take();
+        match refusal {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -451,25 +463,27 @@ fn depth_poller(c: &Components) -> anyhow::Result<DepthPoller> {
     })
 }
 
-/// Declares the topology, retrying while the broker is unreachable; false if shut down first.
+/// Declares the topology, retrying while the broker is unreachable; false if shut down first,
+/// an error when the broker holds an entity with other arguments (retrying cannot help).
 async fn declare_until_done(
     topology: &Topology,
     broker: &Broker,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Result<bool, BrokerError> {
     let mut reconnect = Reconnect::default();
     loop {
         match topology.declare(broker).await {
             Ok(()) => {
                 tracing::info!(exchange = %topology.ingest_exchange(), "topology declared");
-                return true;
+                return Ok(true);
             }
+            Err(error @ BrokerError::Inequivalent { .. }) => return Err(error),
             Err(error) => {
                 if !reconnect
                     .wait(shutdown, "topology declaration", &error)
                     .await
                 {
-                    return false;
+                    return Ok(false);
                 }
             }
         }

@@ -142,6 +142,24 @@ pub enum BrokerError {
     /// The broker answered with an error.
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
+    /// The broker holds a queue or exchange declared with other arguments than the
+    /// configuration's (PRECONDITION_FAILED): retrying cannot help, it needs a migration.
+    #[error(
+        "{kind} {name} exists on the broker with another {argument} than the configuration's \
+         ({reason}); either set the configuration back to the broker's value, or drain the \
+         {kind} and delete it so that it is declared again with the new one (README: \
+         \"Changing queue arguments\")"
+    )]
+    Inequivalent {
+        /// `queue` or `exchange`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The argument that differs, e.g. `x-delivery-limit` (or `type` for an exchange).
+        argument: String,
+        /// The broker's words.
+        reason: String,
+    },
 }
 
 impl Broker {

@@ -9,6 +9,7 @@
 //! - `ipv6` — an AMQP URL with an IPv6 literal connects to that address;
 //! - `drift` — a queue declared with another `x-delivery-limit` stops the start naming it.
 
+mod drift;
 mod failover;
 mod ipv6;
 mod rate_limit;
