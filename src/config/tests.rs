@@ -215,10 +215,30 @@ fn in_process_waits_stay_well_under_the_broker_s_consumer_timeout() {
     // key set, value, consumer_timeout_ms, the key named (None: valid)
     for (key, value, consumer_timeout, named) in [
         ("PRECHAT__GENESYS__MAX_WAIT_MS", "180000", "1800000", None),
-        ("PRECHAT__GENESYS__MAX_WAIT_MS", "180001", "1800000", Some("genesys.max_wait_ms")),
-        ("PRECHAT__GENESYS__MAX_WAIT_MS", "30000", "60000", Some("genesys.max_wait_ms")),
-        ("PRECHAT__GENESYS__TIMEOUT_MS", "10000", "60000", Some("genesys.timeout_ms")),
-        ("PRECHAT__CRM__TIMEOUT_MS", "7000", "60000", Some("crm.timeout_ms")),
+        (
+            "PRECHAT__GENESYS__MAX_WAIT_MS",
+            "180001",
+            "1800000",
+            Some("genesys.max_wait_ms"),
+        ),
+        (
+            "PRECHAT__GENESYS__MAX_WAIT_MS",
+            "30000",
+            "60000",
+            Some("genesys.max_wait_ms"),
+        ),
+        (
+            "PRECHAT__GENESYS__TIMEOUT_MS",
+            "10000",
+            "60000",
+            Some("genesys.timeout_ms"),
+        ),
+        (
+            "PRECHAT__CRM__TIMEOUT_MS",
+            "7000",
+            "60000",
+            Some("crm.timeout_ms"),
+        ),
     ] {
         let settings = load(&[
             ("PRECHAT_ENV", "sandbox"),

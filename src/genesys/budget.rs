@@ -202,7 +202,11 @@ mod tests {
                 reset: Some(asked),
             });
             let until = budget.pause_deadline().expect("a spent window pauses");
-            assert_eq!(until - Instant::now(), paused, "inin-ratelimit-reset {asked:?}");
+            assert_eq!(
+                until - Instant::now(),
+                paused,
+                "inin-ratelimit-reset {asked:?}"
+            );
             let budget = Budget::new(300, Arc::new(Metrics::new()));
             budget.pause_for(asked);
             let until = budget.pause_deadline().expect("a 429 pauses");
@@ -218,7 +222,10 @@ mod tests {
         let result = budget.acquire_by(start + Duration::from_secs(5)).await;
         assert_eq!(result, Err(Duration::from_secs(20)));
         assert_eq!(Instant::now(), start, "no wait at all");
-        assert_eq!(budget.acquire_by(start + Duration::from_secs(30)).await, Ok(()));
+        assert_eq!(
+            budget.acquire_by(start + Duration::from_secs(30)).await,
+            Ok(())
+        );
         assert!(Instant::now() - start >= Duration::from_secs(20));
     }
 

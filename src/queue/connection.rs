@@ -296,9 +296,12 @@ impl Reconnect {
 pub fn parse_amqp_url(text: &str) -> Result<AMQPUri, String> {
     // Neither error may quote the URL: it holds the password.
     let url = reqwest::Url::parse(text).map_err(|e| e.to_string())?;
-    let mut uri: AMQPUri = text
-        .parse()
-        .map_err(|_: String| format!("scheme {:?} or a query parameter not understood", url.scheme()))?;
+    let mut uri: AMQPUri = text.parse().map_err(|_: String| {
+        format!(
+            "scheme {:?} or a query parameter not understood",
+            url.scheme()
+        )
+    })?;
     let host = url.host_str().unwrap_or_default();
     let literal = host
         .strip_prefix('[')

@@ -43,7 +43,9 @@ impl TcpStandIn {
 
     /// A stalled host on a free loopback port.
     pub async fn stalled() -> Self {
-        Self::start("127.0.0.1:0", None).await.expect("a loopback listener")
+        Self::start("127.0.0.1:0", None)
+            .await
+            .expect("a loopback listener")
     }
 
     /// The address it listens on.

@@ -18,9 +18,12 @@ async fn a_stalled_first_node_does_not_keep_the_other_nodes_from_being_tried() {
         broker_addr.port().unwrap_or(5672),
     );
     // Two more "nodes", both the test broker (one through a forwarder, so they differ).
-    let second = TcpStandIn::start("127.0.0.1:0", Some(format!("{host}:{port}").parse().unwrap()))
-        .await
-        .unwrap();
+    let second = TcpStandIn::start(
+        "127.0.0.1:0",
+        Some(format!("{host}:{port}").parse().unwrap()),
+    )
+    .await
+    .unwrap();
     let urls = [
         format!("amqp://guest:guest@{}/%2f", stalled.addr()),
         format!("amqp://guest:guest@{}/%2f", second.addr()),

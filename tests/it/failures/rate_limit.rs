@@ -28,7 +28,9 @@ async fn a_retry_after_beyond_the_call_s_wait_budget_is_handed_back_at_once() {
         let started = Instant::now();
         let result = tokio::time::timeout(
             Duration::from_secs(10),
-            components.genesys.get_message_conversation(&conversation.id),
+            components
+                .genesys
+                .get_message_conversation(&conversation.id),
         )
         .await
         .expect("the call never waits two minutes");

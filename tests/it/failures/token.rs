@@ -49,10 +49,13 @@ async fn a_stalled_login_host_fails_every_caller_within_the_timeout_and_a_recove
 
     // The login host comes back: the next caller gets a token.
     login.set_upstream(Some(sim.local_addr()));
-    tokio::time::timeout(Duration::from_secs(5), components.genesys.check_credentials())
-        .await
-        .expect("no caller is left waiting on the stalled grant")
-        .expect("a token from the recovered login host");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        components.genesys.check_credentials(),
+    )
+    .await
+    .expect("no caller is left waiting on the stalled grant")
+    .expect("a token from the recovered login host");
     assert_eq!(sim.stats().tokens_issued, 1);
     sim.shutdown();
 }
