@@ -27,7 +27,7 @@ use crate::queue::connection::Reconnect;
 use crate::queue::depth::{DepthPoller, ManagementApi};
 use crate::queue::events::EventPublisher;
 use crate::queue::topology::Declared;
-use crate::queue::{Broker, Publisher, Topology};
+use crate::queue::{Broker, BrokerError, Publisher, Topology};
 use crate::resolver::{Resolver, ResolverOptions};
 use crate::worker::decision::RetryPolicy;
 use crate::worker::locks::StripedLocks;
@@ -88,10 +88,12 @@ impl Components {
             settings.genesys.client_secret.clone(),
             settings.genesys.token_refresh_margin(),
             metrics.clone(),
-        );
+        )
+        .with_timeout(settings.genesys.timeout());
         let genesys_config = GenesysConfig {
             api_url: settings.genesys_api_url(),
             timeout: settings.genesys.timeout(),
+            max_wait: settings.genesys.max_wait(),
         };
         let genesys = Arc::new(GenesysClient::new(
             http.clone(),
@@ -107,13 +109,19 @@ impl Components {
             cache_ttl: settings.crm.cache_ttl(),
         };
         let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
-        let publish_broker = Broker::with_ca(
+        let connect_timeout = settings.amqp.connect_timeout();
+        let publish_broker = Broker::connecting(
             &settings.amqp.url,
             "prechat-enricher publish",
             ca_pem.clone(),
+            connect_timeout,
         );
-        let consume_broker =
-            Broker::with_ca(&settings.amqp.url, "prechat-enricher consume", ca_pem);
+        let consume_broker = Broker::connecting(
+            &settings.amqp.url,
+            "prechat-enricher consume",
+            ca_pem,
+            connect_timeout,
+        );
         let publisher = Publisher::new(publish_broker.clone(), settings.publish_timeout());
         let key = Some(settings.privacy.session_hash_key.clone())
             .filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
@@ -245,9 +253,17 @@ impl Application {
             self.declared.clone(),
             shutdown.clone(),
         );
+        let refused = Arc::new(std::sync::Mutex::new(None));
+        let refusal = refused.clone();
         tasks.spawn(async move {
-            if declare_until_done(&topology, &broker, &stop).await {
-                declared.set();
+            match declare_until_done(&topology, &broker, &stop).await {
+                Ok(true) => declared.set(),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, "topology differs from the configuration; stopping");
+                    *refusal.lock().expect("refusal lock") = Some(error);
+                    stop.cancel();
+                }
             }
         });
         if let Some((listener, app)) = self.ingest {
@@ -300,7 +316,11 @@ impl Application {
         c.consume_broker.close().await;
         c.publish_broker.close().await;
         tracing::info!("stopped");
-        Ok(())
+        let refusal = refused.lock().expect("refusal lock").take();
+        match refusal {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -442,25 +462,27 @@ fn depth_poller(c: &Components) -> anyhow::Result<DepthPoller> {
     })
 }
 
-/// Declares the topology, retrying while the broker is unreachable; false if shut down first.
+/// Declares the topology, retrying while the broker is unreachable; false if shut down first,
+/// an error when the broker holds an entity with other arguments (retrying cannot help).
 async fn declare_until_done(
     topology: &Topology,
     broker: &Broker,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Result<bool, BrokerError> {
     let mut reconnect = Reconnect::default();
     loop {
         match topology.declare(broker).await {
             Ok(()) => {
                 tracing::info!(exchange = %topology.ingest_exchange(), "topology declared");
-                return true;
+                return Ok(true);
             }
+            Err(error @ BrokerError::Inequivalent { .. }) => return Err(error),
             Err(error) => {
                 if !reconnect
                     .wait(shutdown, "topology declaration", &error)
                     .await
                 {
-                    return false;
+                    return Ok(false);
                 }
             }
         }

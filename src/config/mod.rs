@@ -119,6 +119,23 @@ pub struct AmqpSettings {
     /// ready counts; `auto` = the host of the first AMQP URL on port 15672, or 15671 over
     /// https for `amqps://`). Its credentials are those of the first AMQP URL.
     pub management_url: String,
+    /// The broker's `consumer_timeout`: a delivery left unacknowledged longer than this
+    /// closes the consumer's channel. Waits inside the process stay well under it: a longer
+    /// wait hands the message to a retry queue instead.
+    #[serde(default = "default_consumer_timeout_ms")]
+    pub consumer_timeout_ms: u64,
+    /// How long each node of `url` has to open a connection (TCP, TLS, AMQP handshake)
+    /// before the next node is tried.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_consumer_timeout_ms() -> u64 {
+    1_800_000
 }
 
 /// `[ingest]`
@@ -274,10 +291,19 @@ pub struct GenesysSettings {
     pub requests_per_minute: u32,
     /// Timeout of one Genesys call.
     pub timeout_ms: u64,
+    /// The longest one Genesys call waits in the process for the rate limit, in all (the
+    /// limiter, a 429's `Retry-After`, a spent window): when the wait would be longer, the
+    /// message goes to a retry queue at once.
+    #[serde(default = "default_genesys_max_wait_ms")]
+    pub max_wait_ms: u64,
     /// A token is renewed this long before it expires.
     pub token_refresh_margin_secs: u64,
     /// `[genesys.external_contacts]`.
     pub external_contacts: ExternalContactsSettings,
+}
+
+fn default_genesys_max_wait_ms() -> u64 {
+    30_000
 }
 
 /// `[genesys.external_contacts]`
@@ -472,6 +498,16 @@ impl Settings {
             self.resolver.validate()?;
             self.crm.validate()?;
             self.genesys.validate()?;
+            let bound = self.amqp.consumer_timeout_ms / 10;
+            for (key, value) in [
+                ("genesys.max_wait_ms", self.genesys.max_wait_ms),
+                ("genesys.timeout_ms", self.genesys.timeout_ms),
+                ("crm.timeout_ms", self.crm.timeout_ms),
+            ] {
+                if value > bound {
+                    return invalid(key, "must be at most a tenth of amqp.consumer_timeout_ms");
+                }
+            }
             if self.ingest.phone_region_invalid() {
                 return invalid(
                     "ingest.default_phone_region",
@@ -557,6 +593,12 @@ impl AmqpSettings {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
                 return invalid("amqp.url", "must start with amqp:// or amqps://");
             }
+            if crate::queue::connection::parse_amqp_url(url).is_err() {
+                return invalid("amqp.url", "not an AMQP URL");
+            }
+        }
+        if self.connect_timeout_ms == 0 {
+            return invalid("amqp.connect_timeout_ms", "must be positive");
         }
         let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
         if self.namespace.is_empty() || !self.namespace.chars().all(name_chars) {
@@ -578,6 +620,16 @@ impl AmqpSettings {
     /// How long a publish may wait for its confirm.
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    /// Each node's connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The broker's `consumer_timeout`.
+    pub fn consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.consumer_timeout_ms)
     }
 }
 
@@ -732,6 +784,11 @@ impl GenesysSettings {
             }
         }
         Ok(())
+    }
+
+    /// The longest one call waits for the rate limit, in all.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
     }
 
     /// API base URL, without a trailing slash.

@@ -205,3 +205,54 @@ fn each_role_checks_only_the_secrets_it_uses() {
         "ingest.auth_tokens"
     );
 }
+
+#[test]
+fn in_process_waits_stay_well_under_the_broker_s_consumer_timeout() {
+    let settings = load(&[("PRECHAT_ENV", "sandbox")]).unwrap();
+    assert_eq!(settings.amqp.consumer_timeout_ms, 1_800_000);
+    assert_eq!(settings.genesys.max_wait_ms, 30_000);
+    settings.validate().unwrap();
+    // key set, value, consumer_timeout_ms, the key named (None: valid)
+    for (key, value, consumer_timeout, named) in [
+        ("PRECHAT__GENESYS__MAX_WAIT_MS", "180000", "1800000", None),
+        (
+            "PRECHAT__GENESYS__MAX_WAIT_MS",
+            "180001",
+            "1800000",
+            Some("genesys.max_wait_ms"),
+        ),
+        (
+            "PRECHAT__GENESYS__MAX_WAIT_MS",
+            "30000",
+            "60000",
+            Some("genesys.max_wait_ms"),
+        ),
+        (
+            "PRECHAT__GENESYS__TIMEOUT_MS",
+            "10000",
+            "60000",
+            Some("genesys.timeout_ms"),
+        ),
+        (
+            "PRECHAT__CRM__TIMEOUT_MS",
+            "7000",
+            "60000",
+            Some("crm.timeout_ms"),
+        ),
+    ] {
+        let settings = load(&[
+            ("PRECHAT_ENV", "sandbox"),
+            ("PRECHAT__GENESYS__TIMEOUT_MS", "5000"),
+            ("PRECHAT__GENESYS__MAX_WAIT_MS", "5000"),
+            ("PRECHAT__CRM__TIMEOUT_MS", "5000"),
+            (key, value),
+            ("PRECHAT__AMQP__CONSUMER_TIMEOUT_MS", consumer_timeout),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.validate().err().map(|e| e.key),
+            named,
+            "{key}={value} with consumer_timeout_ms={consumer_timeout}"
+        );
+    }
+}

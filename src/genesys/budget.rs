@@ -11,6 +11,11 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 
+/// The longest pause a server can set for every caller (a 429's `Retry-After`, a spent
+/// window's `inin-ratelimit-reset`); Genesys' windows are a minute long, so a longer value is
+/// a faulty header and is cut to this.
+pub const MAX_PAUSE: Duration = Duration::from_secs(60);
+
 /// Admits Genesys requests at the configured rate; shared by every worker, the resolver
 /// and start-up lookups of a process.
 pub struct Budget {
@@ -88,14 +93,32 @@ impl Budget {
 
     /// Waits until a request may be sent: past any pause, then through the limiter.
     pub async fn acquire(&self) {
+        let never = Instant::now() + Duration::from_secs(86_400 * 365);
+        let _ = self.acquire_by(never).await;
+    }
+
+    /// Like [`acquire`](Self::acquire), but gives up at once when a pause lasts past
+    /// `deadline`, or when the limiter has not let the caller through by then: `Err` with
+    /// how long the caller should wait before trying again.
+    pub async fn acquire_by(&self, deadline: Instant) -> Result<(), Duration> {
         let started = Instant::now();
         loop {
             if let Some(until) = self.pause_deadline() {
+                if until > deadline {
+                    return Err(until - Instant::now());
+                }
                 tokio::time::sleep_until(until).await;
                 continue;
             }
             let limiter = self.limiter.read().expect("budget lock").1.clone();
-            limiter.until_ready().await;
+            if tokio::time::timeout_at(deadline, limiter.until_ready())
+                .await
+                .is_err()
+            {
+                // A full limiter: about one request's slot of the current rate.
+                let per_minute = self.current_per_minute().max(1);
+                return Err(Duration::from_secs(60) / per_minute);
+            }
             // A 429 seen by another caller while this one waited pauses it too, and a rate
             // changed meanwhile (a tighter server limit) applies to it too.
             let replaced = !Arc::ptr_eq(&limiter, &self.limiter.read().expect("budget lock").1);
@@ -106,11 +129,12 @@ impl Budget {
         self.metrics
             .limiter_wait
             .observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
-    /// Pauses every caller for `retry_after` (a 429 was answered).
+    /// Pauses every caller for `retry_after` (a 429 was answered), at most [`MAX_PAUSE`].
     pub fn pause_for(&self, retry_after: Duration) {
-        let until = Instant::now() + retry_after;
+        let until = Instant::now() + retry_after.min(MAX_PAUSE);
         let mut paused = self.paused_until.lock().expect("budget lock");
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
@@ -129,9 +153,81 @@ impl Budget {
     }
 }
 
+/// Whether waiting `wait` more, after `waited` already, stays within a call's `budget` of
+/// in-process waiting.
+pub(crate) fn within_wait_budget(waited: Duration, wait: Duration, budget: Duration) -> bool {
+    waited.saturating_add(wait) <= budget
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_is_taken_in_process_only_while_the_call_s_total_stays_within_its_budget() {
+        let s = Duration::from_secs;
+        // waited so far, the next wait, the budget, waited in-process?
+        for (waited, wait, budget, in_process) in [
+            (s(0), s(1), s(30), true),
+            (s(29), s(1), s(30), true),
+            (s(29), s(2), s(30), false),
+            (s(0), s(31), s(30), false),
+            (s(0), s(3600), s(30), false),
+            (s(0), Duration::MAX, s(30), false),
+            (s(0), s(0), s(0), true),
+        ] {
+            assert_eq!(
+                within_wait_budget(waited, wait, budget),
+                in_process,
+                "{waited:?} + {wait:?} within {budget:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_s_pause_is_cut_to_a_minute_however_long_the_header_says() {
+        let s = Duration::from_secs;
+        // reset or Retry-After from the server, pause actually set
+        for (asked, paused) in [
+            (s(5), s(5)),
+            (s(60), s(60)),
+            (s(61), s(60)),
+            (s(3600), s(60)),
+            (s(u32::MAX.into()), s(60)),
+        ] {
+            let budget = Budget::new(300, Arc::new(Metrics::new()));
+            budget.observe(ServerBudget {
+                count: Some(300),
+                allowed: Some(300),
+                reset: Some(asked),
+            });
+            let until = budget.pause_deadline().expect("a spent window pauses");
+            assert_eq!(
+                until - Instant::now(),
+                paused,
+                "inin-ratelimit-reset {asked:?}"
+            );
+            let budget = Budget::new(300, Arc::new(Metrics::new()));
+            budget.pause_for(asked);
+            let until = budget.pause_deadline().expect("a 429 pauses");
+            assert_eq!(until - Instant::now(), paused, "Retry-After {asked:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_past_the_caller_s_deadline_gives_up_at_once_with_the_wait_left() {
+        let budget = Budget::new(6000, Arc::new(Metrics::new()));
+        budget.pause_for(Duration::from_secs(20));
+        let start = Instant::now();
+        let result = budget.acquire_by(start + Duration::from_secs(5)).await;
+        assert_eq!(result, Err(Duration::from_secs(20)));
+        assert_eq!(Instant::now(), start, "no wait at all");
+        assert_eq!(
+            budget.acquire_by(start + Duration::from_secs(30)).await,
+            Ok(())
+        );
+        assert!(Instant::now() - start >= Duration::from_secs(20));
+    }
 
     #[test]
     fn the_server_s_tighter_limit_slows_the_limiter_and_a_spent_window_pauses() {

@@ -1,6 +1,9 @@
 //! The Genesys Cloud Platform API client: every call goes through the process's
 //! [`Budget`], carries a cached token (401 → drop it, try once more), and waits out
-//! 429s for `Retry-After` without counting them as failures.
+//! 429s for `Retry-After` without counting them as failures — within a total wait per call
+//! (`genesys.max_wait_ms`): a wait that would go past it ends the call at once with
+//! [`GenesysError::RateLimited`], so the message goes to a retry queue instead of being held
+//! unacknowledged towards the broker's `consumer_timeout`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::auth::TokenProvider;
-use super::budget::{Budget, ServerBudget};
+use super::budget::{within_wait_budget, Budget, ServerBudget};
 use super::error::{ErrorBody, GenesysError};
 use super::model::{Conversation, MessageConversation, ParticipantAttributes};
 use crate::http_error::{retry_after, transport_reason};
@@ -29,6 +32,8 @@ pub struct GenesysConfig {
     pub api_url: String,
     /// Per-call timeout.
     pub timeout: Duration,
+    /// The longest one call waits in the process for the rate limit, in all.
+    pub max_wait: Duration,
 }
 
 /// A Genesys Cloud API client; one per process, shared.
@@ -36,6 +41,7 @@ pub struct GenesysClient {
     http: reqwest::Client,
     api_url: String,
     timeout: Duration,
+    max_wait: Duration,
     tokens: TokenProvider,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
@@ -54,6 +60,7 @@ impl GenesysClient {
             http,
             api_url: config.api_url,
             timeout: config.timeout,
+            max_wait: config.max_wait,
             tokens,
             budget,
             metrics,
@@ -138,9 +145,18 @@ impl GenesysClient {
         let url = format!("{}{}", self.api_url, path_and_query);
         let mut refreshed_token = false;
         let mut rate_limited = 0;
+        let started = Instant::now();
+        let wait_deadline = started + self.max_wait;
         loop {
             let token = self.tokens.token().await?;
-            self.budget.acquire().await;
+            if let Err(wait) = self.budget.acquire_by(wait_deadline).await {
+                tracing::info!(
+                    genesys.route = route,
+                    retry_after_ms = wait.as_millis() as u64,
+                    "Genesys rate limit wait longer than allowed in-process; handing back"
+                );
+                return Err(GenesysError::RateLimited { retry_after: wait });
+            }
             let mut request = self
                 .http
                 .request(method.clone(), &url)
@@ -195,7 +211,9 @@ impl GenesysClient {
                         retry_after_ms = wait.as_millis() as u64,
                         "Genesys rate limit hit; pausing every caller"
                     );
-                    if rate_limited >= MAX_RATE_LIMITED_WAITS {
+                    if rate_limited >= MAX_RATE_LIMITED_WAITS
+                        || !within_wait_budget(started.elapsed(), wait, self.max_wait)
+                    {
                         return Err(GenesysError::RateLimited { retry_after: wait });
                     }
                 }

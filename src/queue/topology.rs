@@ -207,7 +207,9 @@ impl Topology {
     pub async fn declare(&self, broker: &Broker) -> Result<(), BrokerError> {
         let channel = broker.channel().await?;
         for entity in self.entities() {
-            declare_one(&channel, &entity, false).await?;
+            declare_one(&channel, &entity, false)
+                .await
+                .map_err(|error| refused(&entity, error))?;
             if let Entity::Queue { name, bindings, .. } = &entity {
                 for (exchange, key) in bindings {
                     channel
@@ -332,6 +334,31 @@ async fn declare_one(
                 .await
                 .map(|_| ())
         }
+    }
+}
+
+/// A refused declare: [`BrokerError::Inequivalent`] for PRECONDITION_FAILED (the entity
+/// exists with other arguments), naming the argument the broker names.
+fn refused(entity: &Entity, error: lapin::Error) -> BrokerError {
+    let text = error.to_string();
+    if !text.contains("PRECONDITION_FAILED") {
+        return error.into();
+    }
+    let reason = amqp_reason(&error);
+    let argument = reason
+        .split_once("inequivalent arg '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map_or("argument", |(argument, _)| argument)
+        .to_string();
+    let (kind, name) = match entity {
+        Entity::Queue { name, .. } => ("queue", name.clone()),
+        Entity::Exchange { name, .. } => ("exchange", name.clone()),
+    };
+    BrokerError::Inequivalent {
+        kind,
+        name,
+        argument,
+        reason,
     }
 }
 

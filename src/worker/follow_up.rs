@@ -126,6 +126,8 @@ mod tests {
             retry_delays_secs: vec![1, 5, 30],
             dead_letter_ttl_hours: 0,
             management_url: String::new(),
+            consumer_timeout_ms: 1_800_000,
+            connect_timeout_ms: 5000,
         })
     }
 

@@ -21,6 +21,7 @@
 mod chaos;
 mod common;
 mod dlq;
+mod failures;
 mod genesys;
 mod ingest;
 mod metrics;

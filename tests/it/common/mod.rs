@@ -24,6 +24,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub mod net;
 pub mod tls;
 
 /// The ingest token every test app accepts.

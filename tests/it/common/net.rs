@@ -1,0 +1,77 @@
+//! A loopback TCP stand-in for a host: it either forwards every connection to an upstream
+//! address, or accepts connections and never answers (a stalled host: the TCP handshake
+//! completes, then nothing). Which one can change while it runs; it stops when dropped.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running stand-in; stops (and drops every held connection) when dropped.
+pub struct TcpStandIn {
+    addr: SocketAddr,
+    upstream: Arc<Mutex<Option<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpStandIn {
+    /// Listens on `bind` (port 0 picks a free one); `upstream = None` stalls every
+    /// connection.
+    pub async fn start(bind: &str, upstream: Option<SocketAddr>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let upstream = Arc::new(Mutex::new(upstream));
+        let target = upstream.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let to = *target.lock().unwrap();
+                match to {
+                    Some(to) => {
+                        tokio::spawn(forward(client, to));
+                    }
+                    None => held.push(client),
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            upstream,
+            task,
+        })
+    }
+
+    /// A stalled host on a free loopback port.
+    pub async fn stalled() -> Self {
+        Self::start("127.0.0.1:0", None)
+            .await
+            .expect("a loopback listener")
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// From now on, new connections go to `upstream` (`None`: stall them).
+    pub fn set_upstream(&self, upstream: Option<SocketAddr>) {
+        *self.upstream.lock().unwrap() = upstream;
+    }
+}
+
+impl Drop for TcpStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(mut client: TcpStream, to: SocketAddr) {
+    if let Ok(mut server) = TcpStream::connect(to).await {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    }
+}
