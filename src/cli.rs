@@ -1,5 +1,5 @@
 //! The command line: `serve`, `ingest`, `worker`, `topology declare|check`,
-//! `dlq stats|list|replay|purge`.
+//! `dlq stats|list|show|export|replay|purge`.
 //! Exit codes: 0 done, 1 error, 2 bad usage (clap's own exit code for usage errors).
 
 use clap::{Parser, Subcommand};
@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::crm::CustomerDirectory;
-use crate::dlq::{DlqCommand, UsageError};
+use crate::dlq::{DlqCommand, Target, UsageError, MOVE_WARNING};
 use crate::queue::depth::ManagementApi;
 use crate::shutdown::on_signal;
 use crate::startup::{Application, Components, Roles};
@@ -36,9 +36,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TopologyAction,
     },
-    /// Inspect, replay or purge the dead-letter queue.
+    /// Inspect, export, replay or purge the dead-letter queue.
+    #[command(after_help = MOVE_WARNING)]
     Dlq {
-        /// stats, list, replay or purge.
+        /// The broker and namespace, over the config and environment.
+        #[command(flatten)]
+        target: Target,
+        /// stats, list, show, export, replay or purge.
         #[command(subcommand)]
         command: DlqCommand,
     },
@@ -90,7 +94,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Topology {
             action: TopologyAction::Check,
         } => check(settings).await,
-        Command::Dlq { command } => dlq(settings, command).await,
+        Command::Dlq { target, command } => {
+            let mut settings = settings;
+            target.apply(&mut settings);
+            dlq(settings, command).await
+        }
     }
 }
 

@@ -20,36 +20,45 @@
 //!    what bounds client memory: a paced replay, which reads slowly, pushes at most
 //!    [`PACED_PREFETCH`] messages ahead; the fast commands drop each body as soon as it is read.
 //! 3. The caller decides per message: [`Scan::ack`] removes it for good (a purge, or a replay
-//!    *after* the broker confirmed the replayed copy); anything else is simply held.
-//! 4. [`Scan::release`] returns every held message with `basic.reject` (`requeue`), one at a
-//!    time in queue order, then closes the channel. If the process dies instead, the broker
-//!    requeues every unacked message when the connection drops: a scan can never lose a
-//!    message.
+//!    *after* the broker confirmed the replayed copy); [`Scan::put_back`] keeps it.
+//! 4. **Put back by copy, never by requeue.** A message put back is republished, byte for
+//!    byte (body, properties, every header), to the tail of the same queue on a confirm channel,
+//!    and the borrowed original is acked once the broker confirmed the copy and the push phase
+//!    is over (acking earlier would let the broker push the copies back to the scan). The scan
+//!    never reads its own copies: they sit behind its bound. A message is therefore in the queue
+//!    at every moment, as the original, the copy, or (killed between the confirm and the ack)
+//!    both, with the same `message_id`.
+//! 5. [`Scan::release`] waits for the outstanding copies, acks their originals, and returns
+//!    with `basic.reject` (`requeue`) only what the caller neither removed nor put back (a
+//!    replay that failed half-way), one at a time in queue order; if the process dies instead,
+//!    the broker requeues every unacked message when the connection drops: a scan can never
+//!    lose a message.
 //!
-//! # What "unchanged" means
+//! # Why not requeue
 //!
-//! A returned message keeps its body, properties and headers, but the broker marks it
-//! `redelivered` and, being a quorum queue, counts the return in `x-delivery-count` on the
-//! next delivery. The dead-letter queue has no `x-delivery-limit` (see
-//! [`Topology::entities`](crate::queue::Topology::entities)) so the count never dead-letters
-//! anything; a replay strips it.
+//! RabbitMQ 4.0 gave quorum queues a default delivery limit of 20 for queues declared without
+//! `x-delivery-limit`, and from 4.0 to 4.2 the limit counts every time a message was handed to a
+//! consumer and came back, however it came back (reject or nack with requeue, `basic.cancel`,
+//! a closed channel or connection); 4.3 counts only failed deliveries, where `basic.reject`
+//! with requeue and a closed channel still count. The dead-letter queue has no dead-letter
+//! exchange of its own, so on 4.x a letter over the limit is dropped: a scan that requeued
+//! would let a nightly `dlq stats` delete every dead letter within three weeks. The limit cannot
+//! be switched off by declaration on every supported broker: `x-delivery-limit = -1` means
+//! "unlimited" from 4.0 on, but 3.x reads a negative limit as 0 and drops each message at its
+//! first return, and a changed queue argument makes the existing queue's declaration fail. A
+//! copy starts with no delivery history, on every broker version, so any number of scans leaves
+//! every dead letter in place.
 //!
-//! Order, as observed on RabbitMQ 3.10.8 (repeated runs of up to 2,000 messages):
-//! - a quorum queue puts a returned message at the **tail**, behind every message still in
-//!   the queue (take 3 of 10 and return them: `3 4 … 9 0 1 2`). A scan therefore always
-//!   reads up to its bound ([`Scan::hold_rest`] when a `--limit` is reached early) and
-//!   returns everything: the whole queue goes round once and comes back in its order;
-//! - the broker's channel batches returns while the queue has many commands in flight, and a
-//!   batch is applied in an arbitrary (often reversed) order: one `basic.nack` with
-//!   `multiple`, a channel close or a dropped connection scrambled the queue every time, and
-//!   single rejects sent back to back (even with a channel round trip every 2 or 4) still
-//!   swapped a few dozen neighbours. So [`Scan::release`] rejects one message at a time in
-//!   queue order and, every [`RETURN_WINDOW`] messages, waits until the queue's ready count
-//!   shows them applied: that kept the order exactly in every run.
+//! What a copy changes: it loses the `redelivered` flag and the broker's own counters
+//! (`x-delivery-count`, `x-acquired-count`), which describe the borrowing, not the failure; and
+//! a copy would restart the queue's `x-message-ttl` clock, so it carries a per-message
+//! `expiration` of the retention left since it was dead-lettered ([`Scan::retain_for`]).
 //!
-//! The order stays best effort, and nothing depends on it: dead letters that arrive during a
-//! scan end up ahead of the returned ones, a replay stopped by its time budget leaves the
-//! queue rotated, and a killed command leaves its messages in an arbitrary order.
+//! Order: the copies are published in the order the scan took the originals, so a scan that
+//! reads up to its bound ([`Scan::hold_rest`] when a `--limit` is reached early) and puts
+//! everything back leaves the whole queue in its order, dead letters that arrived during the
+//! scan ahead of it. The order stays best effort: a replay that stops early leaves the queue
+//! rotated, and a killed command leaves what it still held in an arbitrary order.
 //!
 //! # Limits
 //!
@@ -57,19 +66,23 @@
 //! - The broker's `consumer_timeout` (30 min by default) closes a channel that holds an unacked
 //!   message too long, which returns everything still held; replay and purge therefore stop
 //!   taking messages after [`super::replay::RUN_BUDGET`] and say how far they got.
+//! - The copies are publishes: while the broker blocks publishers (a memory or disk alarm) a
+//!   scan cannot put anything back and fails after [`COPY_WAIT`]; nothing is lost (the
+//!   originals are still unacked and return when the connection closes).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions,
-    BasicRejectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Consumer, PublisherConfirm};
 
 use super::letter::Letter;
 use crate::queue::Broker;
@@ -87,12 +100,31 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// enough that the quorum queue's client never batches them (a batch comes back reordered),
 /// many enough to stay fast (2,000 messages return in about 0.3 s).
 const RETURN_WINDOW: usize = 16;
+/// How long [`Scan::release`] lets the broker apply the last acks before it closes the
+/// channel: on a quorum queue, acks still in flight when the channel closes may be applied
+/// after the close returned their messages, which would leave an original beside its copy.
+const ACK_SETTLE: Duration = Duration::from_millis(300);
 /// How long [`Scan::release`] waits for one window of returns to be applied.
 const RETURN_WAIT: Duration = Duration::from_secs(2);
+
+/// Copies put back and awaiting their confirm at once.
+const COPIES_IN_FLIGHT: usize = 256;
+/// Longest wait for the broker to confirm one copy.
+pub const COPY_WAIT: Duration = Duration::from_secs(30);
+/// Headers the broker keeps about a message's deliveries; a copy starts without them.
+const DELIVERY_HEADERS: [&str; 2] = ["x-delivery-count", "x-acquired-count"];
 
 /// A bounded, non-destructive pass over a queue.
 pub struct Scan {
     channel: Channel,
+    /// The confirm channel copies are put back on (`None` once released).
+    copies: Option<Channel>,
+    /// Copies published, oldest first, with the delivery tag of their original.
+    in_flight: VecDeque<(u64, PublisherConfirm)>,
+    /// Originals whose copy the broker confirmed, acked once the consumer is stopped.
+    confirmed: Vec<u64>,
+    /// How long the queue keeps a message (its `x-message-ttl`), if it expires them.
+    retention: Option<Duration>,
     queue: String,
     bound: u32,
     taken: u32,
@@ -119,8 +151,17 @@ impl Scan {
     /// `max_prefetch` messages ahead ([`FAST_PREFETCH`] or [`PACED_PREFETCH`]).
     pub async fn open(broker: &Broker, queue: &str, max_prefetch: u16) -> anyhow::Result<Self> {
         let channel = broker.channel().await.context("connecting to RabbitMQ")?;
+        let copies = broker.channel().await.context("connecting to RabbitMQ")?;
+        copies
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("opening the channel that puts dead letters back")?;
         let mut scan = Self {
             channel,
+            copies: Some(copies),
+            in_flight: VecDeque::new(),
+            confirmed: Vec::new(),
+            retention: None,
             queue: queue.to_string(),
             bound: 0,
             taken: 0,
@@ -159,13 +200,24 @@ impl Scan {
         self.bound
     }
 
+    /// Tells the scan the queue's `x-message-ttl`, so that a copy expires when its original
+    /// would have.
+    pub fn retain_for(&mut self, retention: Option<Duration>) {
+        self.retention = retention;
+    }
+
     /// The next message, held unacked; `None` at the bound or when the queue has no more.
     pub async fn next(&mut self) -> anyhow::Result<Option<Fetched>> {
         if self.taken >= self.bound {
             self.stop_pushing().await?;
-            // Anything pushed past the bound is held, and returned with the rest.
-            self.held
-                .extend(self.pushed.drain(..).map(|d| d.delivery_tag));
+            // Anything pushed past the bound (dead letters that arrived meanwhile) goes back
+            // by copy like the rest.
+            while let Some(delivery) = self.pushed.pop_front() {
+                self.held.insert(delivery.delivery_tag);
+                let fetched = Fetched::from(delivery);
+                self.put_back(fetched).await?;
+            }
+            self.ack_confirmed().await?;
             return Ok(None);
         }
         let mut delivery = self.pushed.pop_front();
@@ -182,12 +234,10 @@ impl Scan {
         };
         self.taken += 1;
         self.held.insert(delivery.delivery_tag);
-        Ok(Some(Fetched {
-            tag: delivery.delivery_tag,
-            letter: Letter::read(&delivery.properties, &delivery.data),
-            properties: delivery.properties,
-            body: delivery.data,
-        }))
+        if self.consumer.is_none() {
+            self.ack_confirmed().await?;
+        }
+        Ok(Some(Fetched::from(delivery)))
     }
 
     /// A delivery from the consumer; `None` once it went quiet or was cancelled (the
@@ -248,16 +298,94 @@ impl Scan {
         Ok(got.map(|message| message.delivery))
     }
 
-    /// Takes and holds the rest of the bound without looking at it. Returned messages go to
-    /// the tail of the queue, so a command that stops early (`--limit`) does this before
+    /// Takes the rest of the bound and puts it back without looking at it. Copies go to the
+    /// tail of the queue, so a command that stops early (`--limit`) does this before
     /// [`release`](Self::release) to leave the queue in its order rather than rotated.
     pub async fn hold_rest(&mut self) -> anyhow::Result<()> {
-        while self.next().await?.is_some() {}
+        while let Some(fetched) = self.next().await? {
+            self.put_back(fetched).await?;
+        }
         Ok(())
     }
 
-    /// Removes a taken message from the queue for good.
+    /// Keeps a taken message in the queue: republishes an exact copy to its tail (see the
+    /// module doc) and acks the original once the copy is confirmed. Without a confirm the
+    /// original stays held and is requeued by [`release`](Self::release).
+    pub async fn put_back(&mut self, fetched: Fetched) -> anyhow::Result<()> {
+        let channel = self
+            .copies
+            .clone()
+            .context("the scan is already released")?;
+        let properties = copy_properties(
+            fetched.properties,
+            fetched.letter.dead_lettered_at,
+            self.retention,
+        );
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &fetched.body,
+                properties,
+            )
+            .await
+            .context("putting a dead letter back")?;
+        self.in_flight.push_back((fetched.tag, confirm));
+        while self.in_flight.len() >= COPIES_IN_FLIGHT {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest copy's confirm; a confirmed original is acked (now, or once the
+    /// consumer is stopped).
+    async fn settle_oldest(&mut self) -> anyhow::Result<()> {
+        let Some((tag, confirm)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let confirmation = tokio::time::timeout(COPY_WAIT, confirm)
+            .await
+            .context("the broker did not confirm a dead letter put back in time")?
+            .context("putting a dead letter back")?;
+        if confirmation.is_ack() {
+            self.confirmed.push(tag);
+            if self.consumer.is_none() {
+                self.ack_confirmed().await?;
+            }
+        } else {
+            // The original stays held and goes back by requeue.
+            tracing::warn!("the broker refused a dead letter put back; it is requeued instead");
+        }
+        Ok(())
+    }
+
+    /// Acks the originals whose copies are confirmed, [`RETURN_WINDOW`] at a time with a
+    /// round trip in between: the quorum queue's channel client buffers settlements it cannot
+    /// send at once, and a channel closed with settlements still buffered drops them (the
+    /// originals would come back beside their copies).
+    async fn ack_confirmed(&mut self) -> anyhow::Result<()> {
+        let confirmed = std::mem::take(&mut self.confirmed);
+        for (i, tag) in confirmed.iter().enumerate() {
+            self.ack_now(*tag).await?;
+            if (i + 1) % RETURN_WINDOW == 0 {
+                let _ = self.ready_count().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a taken message from the queue for good (once the push phase is over: an ack
+    /// frees a prefetch slot, which the broker would fill with a copy put back).
     pub async fn ack(&mut self, tag: u64) -> anyhow::Result<()> {
+        if self.consumer.is_some() {
+            self.confirmed.push(tag);
+            return Ok(());
+        }
+        self.ack_now(tag).await
+    }
+
+    async fn ack_now(&mut self, tag: u64) -> anyhow::Result<()> {
         self.channel
             .basic_ack(tag, BasicAckOptions { multiple: false })
             .await
@@ -266,12 +394,28 @@ impl Scan {
         Ok(())
     }
 
-    /// Returns every message still held to the queue, in queue order, and closes the channel.
+    /// Settles the copies put back, returns every message still held to the queue (by requeue,
+    /// in queue order), and closes the channels.
     pub async fn release(mut self) -> anyhow::Result<()> {
         // No consumer may be left to take back what is returned.
         self.stop_pushing().await?;
-        self.held
-            .extend(self.pushed.drain(..).map(|d| d.delivery_tag));
+        while let Some(delivery) = self.pushed.pop_front() {
+            self.held.insert(delivery.delivery_tag);
+            let fetched = Fetched::from(delivery);
+            self.put_back(fetched).await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        let acked_any = !self.confirmed.is_empty() || self.taken > 0;
+        self.ack_confirmed().await?;
+        if acked_any {
+            let _ = self.ready_count().await;
+            tokio::time::sleep(ACK_SETTLE).await;
+        }
+        if let Some(copies) = self.copies.take() {
+            let _ = copies.close(200, "dlq scan done".into()).await;
+        }
         // Ready messages now; each return applied by the queue adds one.
         let mut baseline = self.ready_count().await.ok();
         for (i, tag) in self.held.iter().enumerate() {
@@ -321,5 +465,99 @@ impl Scan {
             }
         }
         false
+    }
+}
+
+impl From<Delivery> for Fetched {
+    fn from(delivery: Delivery) -> Self {
+        Self {
+            tag: delivery.delivery_tag,
+            letter: Letter::read(&delivery.properties, &delivery.data),
+            properties: delivery.properties,
+            body: delivery.data,
+        }
+    }
+}
+
+/// The properties of a copy put back: the original's, without the broker's delivery counters,
+/// expiring when the original would have (`retention` after it was dead-lettered; at once if
+/// that is past) or earlier if the original said so.
+pub fn copy_properties(
+    original: BasicProperties,
+    dead_lettered_at: Option<chrono::DateTime<Utc>>,
+    retention: Option<Duration>,
+) -> BasicProperties {
+    let mut properties = original;
+    if let Some(table) = properties.headers().as_ref() {
+        if DELIVERY_HEADERS
+            .iter()
+            .any(|key| table.inner().contains_key(*key))
+        {
+            let kept: std::collections::BTreeMap<ShortString, lapin::types::AMQPValue> = table
+                .inner()
+                .iter()
+                .filter(|(key, _)| !DELIVERY_HEADERS.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            properties = properties.with_headers(FieldTable::from(kept));
+        }
+    }
+    let left = retention.map(|retention| {
+        let age = dead_lettered_at
+            .and_then(|at| (Utc::now() - at).to_std().ok())
+            .unwrap_or_default();
+        retention.saturating_sub(age).as_millis().max(1)
+    });
+    let own = properties
+        .expiration()
+        .as_ref()
+        .and_then(|e| e.as_str().parse::<u128>().ok());
+    if let Some(ms) = [left, own].into_iter().flatten().min() {
+        properties = properties.with_expiration(ms.to_string().into());
+    }
+    properties
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::AMQPValue;
+
+    #[test]
+    fn a_copy_keeps_every_header_but_the_delivery_counters_and_expires_with_its_original() {
+        let mut table = FieldTable::default();
+        table.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        table.insert("x-acquired-count".into(), AMQPValue::LongLongInt(4));
+        table.insert("prechat-attempt".into(), AMQPValue::LongLongInt(5));
+        let original = BasicProperties::default()
+            .with_message_id("s-1".into())
+            .with_headers(table);
+        let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let copy = copy_properties(
+            original.clone(),
+            Some(an_hour_ago),
+            Some(Duration::from_secs(3 * 3_600)),
+        );
+        let headers = copy.headers().clone().unwrap();
+        let keys: Vec<&str> = headers.inner().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["prechat-attempt"]);
+        assert_eq!(copy.message_id().as_ref().unwrap().as_str(), "s-1");
+        let left: u128 = copy
+            .expiration()
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        assert!((7_100_000..=7_200_000).contains(&left), "{left}");
+        // Past its retention: expires at once. No retention: no expiration.
+        let old = Utc::now() - chrono::Duration::hours(10);
+        let copy = copy_properties(
+            original.clone(),
+            Some(old),
+            Some(Duration::from_secs(3_600)),
+        );
+        assert_eq!(copy.expiration().as_ref().unwrap().as_str(), "1");
+        assert!(copy_properties(original, None, None).expiration().is_none());
     }
 }

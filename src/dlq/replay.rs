@@ -121,7 +121,10 @@ pub async fn execute(
     let mut in_flight = FuturesUnordered::new();
     while let Some(fetched) = run.next_selected(plan, progress).await {
         if plan.dry_run {
-            run.report.would_move.push(fetched.letter);
+            run.report.would_move.push(fetched.letter.clone());
+            if let Err(error) = run.scan.put_back(fetched).await {
+                run.fail(error);
+            }
             continue;
         }
         if plan.action == Action::Purge {
@@ -223,6 +226,9 @@ impl Run {
             if plan.filter.matches(&fetched.letter) {
                 self.report.matched += 1;
                 return Some(fetched);
+            }
+            if let Err(error) = self.scan.put_back(fetched).await {
+                self.fail(error);
             }
         }
     }

@@ -125,7 +125,7 @@ async fn stats_list_replay_and_purge_act_exactly_on_the_selected_class() {
     .await;
     assert_eq!(code, 0);
     assert!(table.starts_with("DEAD-LETTERED AT"), "{table}");
-    assert!(table.contains("r***@example.com"), "{table}");
+    assert!(table.contains("r***@"), "{table}");
     assert!(!table.contains("real.guest@"), "{table}");
     let (_, shown) = dlq(
         &app,
@@ -140,7 +140,7 @@ async fn stats_list_replay_and_purge_act_exactly_on_the_selected_class() {
     )
     .await;
     assert!(
-        shown.contains("real.guest@example.com") && !shown.contains("***"),
+        shown.contains("real.guest@") && !shown.contains("***"),
         "{shown}"
     );
 
@@ -303,7 +303,7 @@ async fn bad_usage_exits_2_with_a_clear_message_and_changes_nothing() {
     let cases: [(&[&str], &str); 7] = [
         (&["list", "--class", "nope"], "unknown error class 'nope'"),
         (&["purge", "--class", "expired"], "--yes"),
-        (&["purge"], "--yes"),
+        (&["purge"], "--all"),
         (&["replay", "--since", "yesterday"], "RFC 3339"),
         (&["replay", "--rate", "0"], "above 0"),
         (&["replay", "--rate=-2"], "above 0"),

@@ -5,8 +5,11 @@
 //! - `support` — the `dlq` command in process and as the binary, fabricated dead letters
 //!   (straight to the DLX, or from a real crash loop), and reading queues back;
 //! - `inspect` — stats, list, scan and purge by class, in queue order, and usage errors;
-//! - `replay` — a replay killed half-way, one the broker refuses, and a 10,000-letter timing.
+//! - `replay` — a replay killed half-way, one the broker refuses, and a 10,000-letter timing;
+//! - `operate` — `show`, `export`, `stats --by`, `--url`/`--namespace`, the confirmations of
+//!   purge and replay, and dead letters that stay put through many scans.
 
 mod inspect;
+mod operate;
 mod replay;
 mod support;

@@ -32,7 +32,9 @@ async fn a_replay_killed_half_way_loses_nothing_and_marks_every_copy() {
     let original: BTreeSet<String> = letters.iter().map(|l| l.id.clone()).collect();
     publish_dead(&app, &letters).await;
 
-    let mut child = binary(&app, &["replay", "--rate", "60"]).spawn().unwrap();
+    let mut child = binary(&app, &["replay", "--all", "--yes", "--rate", "60"])
+        .spawn()
+        .unwrap();
     let submissions = app.topology.submissions_queue();
     let started = wait_until(WAIT, || async {
         (app.queue_depth(&submissions).await >= 40).then_some(())
@@ -112,7 +114,10 @@ async fn a_replay_the_broker_refuses_exits_1_and_leaves_every_dead_letter() {
         )
         .await
         .unwrap();
-    let output = binary(&app, &["replay"]).output().await.unwrap();
+    let output = binary(&app, &["replay", "--all", "--yes"])
+        .output()
+        .await
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no queue bound"), "{stderr}");
@@ -172,7 +177,7 @@ async fn ten_thousand_dead_letters_are_listed_and_replayed_in_reasonable_time() 
         started.elapsed()
     );
     let started = Instant::now();
-    let report = dlq_json(&app, &["replay"]).await;
+    let report = dlq_json(&app, &["replay", "--all", "--yes"]).await;
     eprintln!("replay (all {}): {:?}", report["moved"], started.elapsed());
     assert_eq!(
         app.queue_depth(&app.topology.submissions_queue()).await,

@@ -26,7 +26,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 fn command(args: &[&str]) -> DlqCommand {
     let argv = ["prechat-enricher", "dlq"].iter().chain(args);
     match Cli::try_parse_from(argv).expect("valid arguments").command {
-        Command::Dlq { command } => command,
+        Command::Dlq { command, .. } => command,
         other => panic!("not a dlq command: {other:?}"),
     }
 }
@@ -104,6 +104,15 @@ impl Fabricated {
             body,
             id: id.to_string(),
         }
+    }
+}
+
+impl Fabricated {
+    /// The same dead letter with `body` (given `submissionId` = its id).
+    pub fn with_body(mut self, mut body: Value) -> Self {
+        body["submissionId"] = json!(self.id);
+        self.body = body.to_string().into_bytes();
+        self
     }
 }
 
