@@ -90,13 +90,14 @@ pub fn seed(sim: &SimHandle, n: usize, run: &str) -> Vec<Planned> {
         .collect()
 }
 
-/// The JSON body of a planned submission (consent given, a raw browser session id).
+/// The JSON body of a planned submission (consent given, a signed-in guest whose email the web
+/// tier verified, a raw browser session id).
 pub fn body(planned: &Planned) -> serde_json::Value {
     json!({
         "schemaVersion": 1,
         "submissionId": planned.submission_id,
         "conversationId": planned.conversation_id,
-        "guest": {"email": planned.email, "sessionId": format!("browser-{}", planned.submission_id)},
+        "guest": {"email": planned.email, "verified": true, "sessionId": format!("browser-{}", planned.submission_id)},
         "survey": {"subject": "Billing", "priority": "high", "language": "en-US"},
         "consent": {"given": true, "type": "explicit"}
     })

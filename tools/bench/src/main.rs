@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! prechat-bench --binary target/release/prechat-enricher --repo . --out bench [--quick]
-//!               [--only ingest,workers,budget,calls,memory,latency]
+//!               [--only ingest,workers,budget,calls,memory,latency,handoff]
 //! ```
 
 mod amqp;
@@ -121,6 +121,13 @@ async fn run() -> anyhow::Result<()> {
             phases::latency::run(&bench)
                 .await
                 .context("latency phase")?,
+        );
+    }
+    if wanted("handoff") {
+        results.handoff = Some(
+            phases::handoff::run(&bench)
+                .await
+                .context("handoff phase")?,
         );
     }
     results.duration_secs = started.elapsed().as_secs_f64();

@@ -9,6 +9,7 @@ use crate::load::Latency;
 use crate::phases::budget::BudgetResult;
 use crate::phases::calls::CallsResult;
 use crate::phases::ingest::IngestResult;
+use crate::phases::handoff::HandoffResult;
 use crate::phases::latency::LatencyResult;
 use crate::phases::memory::MemoryResult;
 use crate::phases::workers::WorkersResult;
@@ -53,6 +54,8 @@ pub struct Results {
     pub memory: Option<MemoryResult>,
     /// Accepted → enriched.
     pub latency: Option<LatencyResult>,
+    /// The Architect handoff against the search fallback.
+    pub handoff: Option<HandoffResult>,
 }
 
 fn command(program: &str, args: &[&str]) -> Option<String> {
@@ -131,6 +134,7 @@ impl Results {
             calls: None,
             memory: None,
             latency: None,
+            handoff: None,
         }
     }
 }
@@ -351,6 +355,27 @@ pub fn markdown(r: &Results) -> String {
             "\n{} accepted, {} enriched.",
             group(l.accepted as u64),
             group(l.enriched as u64)
+        );
+    }
+    if let Some(h) = &r.handoff {
+        let _ = writeln!(
+            out,
+            "## The Architect handoff\n\nA `serve` process, {} ms added to every sandbox call (the \
+             CRM and Genesys alike), resolver poll {} ms. Baseline: submissions that carry their \
+             conversation id. Handoff: a parked submission on a conversation the search cannot \
+             match, then `POST /v1/handoffs`. Fallback: no handoff; the conversation becomes \
+             searchable 0.5 s after the submission.\n",
+            h.sandbox_latency_ms, h.poll_interval_ms
+        );
+        let _ = writeln!(out, "| span | p50 | p99 | max |\n|---|---:|---:|---:|");
+        let _ = writeln!(out, "| baseline: 202 → enriched | {} |", latency_cells(&h.with_conversation_id));
+        let _ = writeln!(out, "| handoff → its answer | {} |", latency_cells(&h.handoff_answer));
+        let _ = writeln!(out, "| handoff → enriched | {} |", latency_cells(&h.handoff_to_enriched));
+        let _ = writeln!(out, "| fallback: searchable → enriched | {} |", latency_cells(&h.search_fallback));
+        let _ = writeln!(
+            out,
+            "\n{} of {} answers `enriched`; attribute searches: {} during the handoffs, {} during the fallback.",
+            h.answers_enriched, h.handoffs, h.handoff_searches, h.fallback_searches
         );
     }
     out

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod calls;
+pub mod handoff;
 pub mod ingest;
 pub mod latency;
 pub mod memory;
