@@ -6,7 +6,11 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
@@ -20,7 +24,7 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// and start-up lookups of a process.
 pub struct Budget {
     configured_per_minute: u32,
-    limiter: RwLock<(u32, Arc<DefaultDirectRateLimiter>)>,
+    limiter: RwLock<(u32, Arc<Limiter>)>,
     paused_until: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
@@ -36,11 +40,59 @@ pub struct ServerBudget {
     pub reset: Option<Duration>,
 }
 
-fn limiter(per_minute: u32) -> Arc<DefaultDirectRateLimiter> {
+/// governor's limiter on tokio's clock: the budget keeps the runtime's time, a paused test
+/// clock included.
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+
+/// A `tokio::time::Instant` as governor's time reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct TokioInstant(Instant);
+
+impl std::ops::Add<Nanos> for TokioInstant {
+    type Output = Self;
+    fn add(self, other: Nanos) -> Self {
+        Self(self.0 + Duration::from(other))
+    }
+}
+
+impl Reference for TokioInstant {
+    fn duration_since(&self, earlier: Self) -> Nanos {
+        Nanos::from(self.0.saturating_duration_since(earlier.0))
+    }
+    fn saturating_sub(&self, duration: Nanos) -> Self {
+        Self(
+            self.0
+                .checked_sub(Duration::from(duration))
+                .unwrap_or(self.0),
+        )
+    }
+}
+
+/// The clock of [`TokioInstant`]s.
+#[derive(Debug, Clone, Default)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = TokioInstant;
+    fn now(&self) -> TokioInstant {
+        TokioInstant(Instant::now())
+    }
+}
+
+fn limiter(per_minute: u32) -> Arc<Limiter> {
     let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-    Arc::new(RateLimiter::direct(
+    Arc::new(RateLimiter::direct_with_clock(
         Quota::per_minute(rate).allow_burst(NonZeroU32::MIN),
+        TokioClock,
     ))
+}
+
+/// Waits until `limiter` admits one request, on tokio's clock.
+async fn until_ready(limiter: &Limiter) {
+    while let Err(not_until) = limiter.check() {
+        let wait = not_until.wait_time_from(TokioClock.now());
+        tokio::time::sleep(wait.max(Duration::from_micros(1))).await;
+    }
 }
 
 impl Budget {
@@ -111,7 +163,7 @@ impl Budget {
                 continue;
             }
             let limiter = self.limiter.read().expect("budget lock").1.clone();
-            if tokio::time::timeout_at(deadline, limiter.until_ready())
+            if tokio::time::timeout_at(deadline, until_ready(&limiter))
                 .await
                 .is_err()
             {
@@ -307,5 +359,53 @@ mod tests {
         for waiter in waiters {
             assert!(waiter.await.unwrap() - start >= Duration::from_secs(5));
         }
+    }
+}
+
+#[cfg(test)]
+mod paused_time {
+    use super::*;
+
+    /// How many requests `budget` admits in `span` of (paused, auto-advancing) time when
+    /// `callers` tasks ask as fast as they can.
+    async fn admitted_in(budget: Arc<Budget>, callers: usize, span: Duration) -> usize {
+        // Up to just before the end, so that a slot falling on the end is left to the next span.
+        let end = Instant::now() + span - Duration::from_millis(1);
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..callers {
+            let (budget, count) = (budget.clone(), count.clone());
+            tasks.push(tokio::spawn(async move {
+                while budget.acquire_by(end).await.is_ok() && Instant::now() < end {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sixty_a_minute_admits_sixty_a_minute_whatever_the_demand() {
+        let budget = Arc::new(Budget::new(60, Arc::new(Metrics::new())));
+        // One free slot at the start (the burst of one), then one a second.
+        assert_eq!(
+            admitted_in(budget.clone(), 8, Duration::from_secs(60)).await,
+            60
+        );
+        assert_eq!(admitted_in(budget, 1, Duration::from_secs(30)).await, 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_stops_every_caller_for_its_length_then_the_rate_resumes() {
+        let budget = Arc::new(Budget::new(600, Arc::new(Metrics::new())));
+        budget.pause_for(Duration::from_secs(10));
+        let started = Instant::now();
+        budget.acquire().await;
+        assert_eq!(started.elapsed().as_secs(), 10);
+        // 600 a minute: one every 100 ms after the one just taken.
+        assert_eq!(admitted_in(budget, 4, Duration::from_secs(5)).await, 49);
     }
 }
