@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use chrono::Utc;
 use lapin::types::FieldTable;
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::auth::TokenSet;
 use super::error::ApiError;
+use super::openapi;
 use crate::handoff::watch::EnrichmentWatch;
 use crate::metrics::{Metrics, StatusLabels};
 use crate::privacy::SessionHasher;
@@ -48,17 +49,63 @@ pub struct IngestState {
     pub watch: EnrichmentWatch,
 }
 
-/// The ingest's router.
+/// `POST`: a survey.
+pub const SUBMISSIONS_PATH: &str = "/v1/submissions";
+/// `POST`: the Architect handoff.
+pub const HANDOFFS_PATH: &str = "/v1/handoffs";
+/// `GET`: liveness.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// `GET`: readiness.
+pub const READYZ_PATH: &str = "/readyz";
+/// `GET`: the metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Every route the ingest serves, with its method: [`router`] serves exactly these, and the
+/// OpenAPI document ([`super::openapi`]) describes each.
+pub const ROUTES: [(Method, &str); 6] = [
+    (Method::POST, SUBMISSIONS_PATH),
+    (Method::POST, HANDOFFS_PATH),
+    (Method::GET, HEALTHZ_PATH),
+    (Method::GET, READYZ_PATH),
+    (Method::GET, METRICS_PATH),
+    (Method::GET, openapi::PATH),
+];
+
+/// The ingest's router: [`ROUTES`], each with its handler.
 pub fn router(state: Arc<IngestState>) -> Router {
-    Router::new()
-        .route("/v1/submissions", post(submit))
-        .route("/v1/handoffs", post(super::handoff::handoff))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+    let document = openapi::document(&state.topology.ingest_exchange());
+    let document = Bytes::from(serde_json::to_vec(&document).expect("a JSON value serializes"));
+    ROUTES
+        .into_iter()
+        .fold(Router::new(), |router, (method, path)| {
+            let filter = MethodFilter::try_from(method).expect("a standard method");
+            router.route(path, handler(path, filter, &document))
+        })
         // The body limit is enforced in `submit`, so a large body gets our error shape.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// The handler of `path`, for `filter`'s method only.
+fn handler(
+    path: &str,
+    filter: MethodFilter,
+    openapi_document: &Bytes,
+) -> MethodRouter<Arc<IngestState>> {
+    match path {
+        SUBMISSIONS_PATH => on(filter, submit),
+        HANDOFFS_PATH => on(filter, super::handoff::handoff),
+        HEALTHZ_PATH => on(filter, || async { Json(json!({"status": "ok"})) }),
+        READYZ_PATH => on(filter, ready),
+        METRICS_PATH => on(filter, metrics),
+        openapi::PATH => {
+            let document = openapi_document.clone();
+            on(filter, move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], document)
+            })
+        }
+        _ => unreachable!("{path} is in ROUTES without a handler"),
+    }
 }
 
 async fn submit(State(state): State<Arc<IngestState>>, request: Request<Body>) -> Response {

@@ -12,6 +12,7 @@
 //! - `genesys` — the resolver, External Contacts, transfers, the 429-aware budget, outage mode;
 //! - `dlq` — `prechat-enricher dlq`: stats, list, replay, purge;
 //! - `metrics` — `/metrics` against what happened, and the dashboards;
+//! - `openapi` — `/openapi.json` against the routes the ingest serves;
 //! - `refusal` — follow-up publishes the broker refuses are held, not looped;
 //! - `security` — no secret or PII in the logs, traces on every line, TLS with a given CA;
 //! - `shutdown` — SIGTERM during a load loses nothing;
@@ -25,6 +26,7 @@ mod failures;
 mod genesys;
 mod ingest;
 mod metrics;
+mod openapi;
 mod pipeline;
 mod refusal;
 mod security;
