@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,10 +33,19 @@ pub struct WaitQuery {
 /// The route.
 pub async fn handoff(
     State(state): State<Arc<IngestState>>,
-    Query(query): Query<WaitQuery>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     request: Request<Body>,
 ) -> Response {
-    let (response, status) = match accept(&state, query, request).await {
+    let accepted = match query {
+        Ok(Query(query)) => accept(&state, query, request).await,
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_wait_ms",
+            "wait_ms must be a whole number of milliseconds",
+        )
+        .with_field(Some("wait_ms"))),
+    };
+    let (response, status) = match accepted {
         Ok((response, status)) => (response, status),
         Err(error) => {
             let status = if error.is_unavailable() {

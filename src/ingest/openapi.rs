@@ -50,7 +50,8 @@ const SUBMISSION_400: [&str; 9] = [
     "control_characters",
 ];
 /// `error.code` of a 400 from `POST /v1/handoffs`.
-const HANDOFF_400: [&str; 5] = [
+const HANDOFF_400: [&str; 6] = [
+    "invalid_wait_ms",
     "invalid_json",
     "missing_field",
     "invalid_type",
@@ -171,7 +172,7 @@ fn paths() -> Value {
                         "A shorter wait for the enrichment than the configured `handoff.wait_ms`, \
                          in milliseconds; longer values are capped by it (at most \
                          {MAX_HANDOFF_WAIT_MS}). A value that is not a non-negative integer is a \
-                         400 with a plain-text body."
+                         400 `invalid_wait_ms`."
                     ),
                     "schema": {"type": "integer", "minimum": 0},
                 },
@@ -189,10 +190,7 @@ fn paths() -> Value {
                         HANDOFF_400.join(", ")
                     ),
                     "x-error-codes": HANDOFF_400,
-                    "content": {
-                        "application/json": {"schema": schema_ref("Error")},
-                        "text/plain": {"schema": {"type": "string"}},
-                    },
+                    "content": {"application/json": {"schema": schema_ref("Error")}},
                 },
                 "401": error_response("No valid bearer token.", &["unauthorized"]),
                 "413": error_response(&format!("The body is larger than {MAX_BODY_BYTES} bytes."), &["too_large"]),

@@ -253,6 +253,19 @@ async fn a_bad_handoff_gets_a_clear_error_and_changes_nothing() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{body}");
     }
+    let response = http()
+        .post(format!("{url}?wait_ms=soon"))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"conversationId": "5e1d0c01-7a3b-4c2d-9e10-000000000001", "submissionId": "s"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_wait_ms");
+    assert_eq!(error["error"]["field"], "wait_ms");
     assert_eq!(
         app.queue_depth(&app.topology.awaiting_queue()).await,
         0,
