@@ -29,6 +29,8 @@ pub const DEAD_LETTERED_AT: &str = "prechat-dead-lettered-at";
 pub const REPLAYED_AT: &str = "prechat-replayed-at";
 /// W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+/// On a retry whose attributes are written: the External Contact step is still to be done.
+pub const CONTACT_PENDING: &str = "prechat-contact-pending";
 
 /// Persistent JSON message properties with `message_id` = submission id.
 pub fn json_properties(message_id: &str, headers: FieldTable) -> BasicProperties {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use lapin::types::FieldTable;
 
-use super::decision::Decision;
+use super::decision::{Decision, CONTACT_PENDING};
 use crate::queue::dead_letter::{mark_dead, ErrorClass};
 use crate::queue::events::{Event, Outcome};
 use crate::queue::headers::{self, HeaderExt};
@@ -42,9 +42,12 @@ pub fn follow_up(
         Decision::Retry {
             next_attempt,
             delay,
-            ..
+            cause,
         } => {
             headers.set_number(headers::ATTEMPT, (*next_attempt).into());
+            if *cause == CONTACT_PENDING {
+                headers.set_text(headers::CONTACT_PENDING, "true");
+            }
             if headers.text(headers::FIRST_FAILURE_AT).is_none() {
                 headers.set_text(headers::FIRST_FAILURE_AT, headers::timestamp(now));
             }
@@ -91,6 +94,11 @@ pub fn event(
     match decision {
         Decision::Ack => event.attributes = written,
         Decision::Await => event.outcome = Outcome::Awaiting,
+        // The attributes are written and the routing done: enriched, the contact follows.
+        Decision::Retry { cause, .. } if *cause == CONTACT_PENDING => {
+            event.attributes = written;
+            event.reason = Some((*cause).into());
+        }
         Decision::Retry { delay, cause, .. } => {
             event.outcome = Outcome::Retrying;
             event.reason = Some((*cause).into());

@@ -103,7 +103,8 @@ impl<C: CustomerDirectory> WorkerContext<C> {
     async fn process(&self, inbound: &Inbound) -> Result<Done, Failure> {
         match &inbound.parsed {
             Ok(submission) => {
-                let result = self.processor.process(submission).await;
+                let contact_pending = inbound.headers.text(headers::CONTACT_PENDING).is_some();
+                let result = self.processor.process(submission, contact_pending).await;
                 self.outage
                     .record(result.as_ref().err().is_some_and(Failure::is_systemic));
                 result

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::contact::point_at_contact;
+use super::contact::{point_at_contact, ContactError};
 use super::decision::{Done, Failure};
 use super::locks::StripedLocks;
 use crate::config::{ExternalContactsSettings, OnUnavailable, RoutingMode};
@@ -51,7 +51,13 @@ pub struct Processor<C> {
 
 impl<C: CustomerDirectory> Processor<C> {
     /// Enriches the submission's conversation (or reports that it has none yet).
-    pub async fn process(&self, submission: &Submission) -> Result<Done, Failure> {
+    /// `contact_pending`: an earlier attempt wrote the attributes but its External Contact
+    /// step failed, so that step runs even though the attributes are there.
+    pub async fn process(
+        &self,
+        submission: &Submission,
+        contact_pending: bool,
+    ) -> Result<Done, Failure> {
         let Some(conversation_id) = submission.conversation_id.as_deref() else {
             return Ok(Done::AwaitingConversation);
         };
@@ -82,9 +88,12 @@ impl<C: CustomerDirectory> Processor<C> {
         }
         let attributes = enrichment.attributes();
         let already = already_written(&customer.attributes, &attributes);
-        if !already {
+        let mut contact_retry = false;
+        if !already || contact_pending {
             match contact_step(&self.external_contacts, submission) {
-                Ok(()) => self.contact(conversation_id, customer, &enrichment).await,
+                Ok(()) => {
+                    contact_retry = self.contact(conversation_id, customer, &enrichment).await
+                }
                 Err(reason) => tracing::debug!(
                     conversation.id = conversation_id,
                     reason,
@@ -108,7 +117,11 @@ impl<C: CustomerDirectory> Processor<C> {
             self.transfer(conversation_id, customer, &enrichment)
                 .await?;
         }
-        Ok(Done::Enriched { patched, written })
+        Ok(Done::Enriched {
+            patched,
+            written,
+            contact_pending: contact_retry,
+        })
     }
 
     /// One cheap call per dependency that can trip outage mode: Genesys answers (a 404 for
@@ -141,15 +154,21 @@ impl<C: CustomerDirectory> Processor<C> {
     }
 
     /// Points the conversation at the guest's External Contact. A failure is counted and
-    /// logged here, and goes no further: the attributes and routing do not wait for it.
+    /// logged here, and never holds the attributes or the routing back. Returns whether a
+    /// later attempt may succeed where this one failed (a 5xx, a timeout, a 429 — not a
+    /// missing permission or a refused body): the submission is then retried for the
+    /// contact alone.
     async fn contact(
         &self,
         conversation_id: &str,
         customer: &MessageParticipant,
         enrichment: &Enrichment,
-    ) {
-        if let Err(failure) =
+    ) -> bool {
+        let Err(failure) =
             point_at_contact(&self.genesys, conversation_id, customer, enrichment).await
+        else {
+            return false;
+        };
         {
             self.genesys
                 .metrics()
@@ -166,6 +185,12 @@ impl<C: CustomerDirectory> Processor<C> {
                 error = %failure.error,
                 "external contact not updated; the conversation is enriched without it"
             );
+        }
+        match &failure.error {
+            ContactError::Genesys(error) => {
+                error.is_systemic() || matches!(error, GenesysError::RateLimited { .. })
+            }
+            ContactError::NoCommunication => false,
         }
     }
 

@@ -42,10 +42,17 @@ pub enum Done {
         patched: bool,
         /// The non-personal attributes now on the participant (for the handoff's answer).
         written: std::collections::BTreeMap<String, String>,
+        /// The External Contact step failed in a way a later attempt may fix (5xx, timeout,
+        /// 429): the attributes and the routing are done, the contact is tried again.
+        contact_pending: bool,
     },
     /// No conversation id yet: the submission waits in `prechat.awaiting`.
     AwaitingConversation,
 }
+
+/// The retry cause of a submission whose attributes are written but whose External Contact
+/// step is to be tried again.
+pub const CONTACT_PENDING: &str = "contact_pending";
 
 /// What to do with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +136,16 @@ pub fn decide(
     policy: &RetryPolicy,
 ) -> Decision {
     let failure = match result {
+        Ok(Done::Enriched {
+            contact_pending: true,
+            ..
+        }) if attempt.number < policy.max_attempts => {
+            return Decision::Retry {
+                next_attempt: attempt.number + 1,
+                delay: policy.backoff(attempt.number, attempt.jitter),
+                cause: CONTACT_PENDING,
+            }
+        }
         Ok(Done::Enriched { .. }) => return Decision::Ack,
         Ok(Done::AwaitingConversation) => return Decision::Await,
         Err(failure) => failure,

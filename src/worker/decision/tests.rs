@@ -62,6 +62,7 @@ fn every_outcome_maps_to_the_decision_of_the_failure_policy() {
             Ok(Done::Enriched {
                 patched: true,
                 written: Default::default(),
+                contact_pending: false,
             }),
             at(1, 0),
             Decision::Ack,
@@ -71,6 +72,7 @@ fn every_outcome_maps_to_the_decision_of_the_failure_policy() {
             Ok(Done::Enriched {
                 patched: false,
                 written: Default::default(),
+                contact_pending: false,
             }),
             at(3, 0),
             Decision::Ack,
@@ -289,4 +291,22 @@ proptest! {
             other => prop_assert!(false, "unexpected {:?}", other),
         }
     }
+}
+
+#[test]
+fn a_pending_contact_is_retried_until_the_last_attempt_then_the_submission_is_done() {
+    let done = Done::Enriched {
+        patched: true,
+        written: Default::default(),
+        contact_pending: true,
+    };
+    match decide(Ok(&done), &at(1, 0), &policy()) {
+        Decision::Retry {
+            next_attempt,
+            cause,
+            ..
+        } => assert_eq!((next_attempt, cause), (2, CONTACT_PENDING)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(decide(Ok(&done), &at(5, 0), &policy()), Decision::Ack);
 }

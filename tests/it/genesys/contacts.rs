@@ -320,3 +320,42 @@ async fn a_session_hash_key_makes_raw_session_ids_published_to_rabbitmq_an_hmac(
     );
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_that_fails_for_a_while_is_retried_for_the_contact_alone_until_it_lands() {
+    let overrides = [
+        ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
+        ("PRECHAT__ROUTING__MODE", "transfer"),
+        ("PRECHAT__ROUTING__QUEUES__STANDARD", "Standard Support"),
+    ];
+    let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
+    sim.seed_queue("Standard Support");
+    let settings = test_settings(&sim, &unique_namespace("contacts-link-retry"), &overrides);
+    let app = start(sim, settings, Roles::ALL).await;
+    let conversation = app.sim.seed_conversation(SeedConversation::default());
+    app.sim.add_fault(Fault {
+        conversation_id: Some(conversation.id.clone()),
+        count: Some(2),
+        ..Fault::new(Route::LinkContact, 503)
+    });
+    let body = json!({
+        "conversationId": conversation.id,
+        "guest": {"email": "retry.link@example.com", "verified": true},
+        "consent": {"given": true, "type": "explicit"}
+    });
+    assert_eq!(app.post(&body).await.status(), 202);
+    let view = wait_until(Duration::from_secs(30), || async {
+        app.sim
+            .conversation(&conversation.id)
+            .filter(|v| v.linked_contact_id.is_some())
+    })
+    .await
+    .expect("the contact is linked once the link works again");
+    // The attributes and the transfer were done once, on the first attempt.
+    assert_eq!(view.attribute_patches, 1);
+    assert_eq!(view.transfers, 1);
+    assert_eq!(app.sim.stats().status_count("link_contact", 503), 2);
+    assert_eq!(app.sim.contacts().len(), 1, "one contact for the guest");
+    assert!(app.dead_letters().await.is_empty());
+    app.cleanup().await;
+}
