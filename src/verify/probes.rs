@@ -53,7 +53,7 @@ pub fn conversation_read(settings: &Settings) -> (&'static str, &'static [&'stat
 /// failure of Genesys itself) means the permission check passed.
 fn refused_as_expected(result: Result<(), GenesysError>, needs: &[&str], what: &str) -> Outcome {
     match result {
-        Ok(()) => Outcome::Ok(format!("answered 2xx to {what}")),
+        Ok(()) => Outcome::Ok(format!("permitted (2xx for {what})")),
         Err(error @ (GenesysError::Forbidden { .. } | GenesysError::Unavailable { .. })) => {
             Outcome::from_error(&error, needs)
         }
@@ -65,7 +65,7 @@ fn refused_as_expected(result: Result<(), GenesysError>, needs: &[&str], what: &
             retry_after.as_secs()
         )),
         Err(error) => Outcome::Ok(format!(
-            "allowed: answered {} to {what}",
+            "permitted ({} for {what})",
             error.status().unwrap_or_default()
         )),
     }

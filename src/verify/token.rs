@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::http_error::transport_reason;
 
 const GRANT: &str = "POST /oauth/token";
+const READ: &str = "GET /api/v2/conversations/messages/{id}";
 
 #[derive(Deserialize)]
 struct Granted {
@@ -21,7 +22,7 @@ struct Granted {
 }
 
 /// Grants a token and reads one API answer's rate-limit headers: two facts. `read_path` is
-/// a read that needs no permission (the message conversation).
+/// the path of a message conversation (a read that needs no permission).
 pub async fn check(http: &reqwest::Client, settings: &Settings, read_path: &str) -> Vec<Fact> {
     let timeout = settings.genesys.timeout();
     let answer = http
@@ -56,7 +57,7 @@ pub async fn check(http: &reqwest::Client, settings: &Settings, read_path: &str)
                 Fact::required("token grant", GRANT, Outcome::Failed(reason)),
                 Fact::informative(
                     "rate-limit headers",
-                    &format!("GET {read_path}"),
+                    READ,
                     Outcome::Skipped("no token".into()),
                 ),
             ];
@@ -89,7 +90,7 @@ pub async fn check(http: &reqwest::Client, settings: &Settings, read_path: &str)
     };
     vec![
         grant,
-        Fact::informative("rate-limit headers", &format!("GET {read_path}"), headers),
+        Fact::informative("rate-limit headers", READ, headers),
     ]
 }
 
