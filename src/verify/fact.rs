@@ -140,11 +140,6 @@ impl Report {
         self.facts.push(fact);
     }
 
-    /// The fact named `name`, if checked.
-    pub fn fact(&self, name: &str) -> Option<&Fact> {
-        self.facts.iter().find(|f| f.name == name)
-    }
-
     /// 0 when everything the configuration needs works, else 1.
     pub fn exit_code(&self) -> i32 {
         i32::from(self.facts.iter().any(Fact::fails))
