@@ -1,5 +1,5 @@
 //! The command line: `serve`, `ingest`, `worker`, `topology declare|check`,
-//! `dlq stats|list|show|export|replay|purge`.
+//! `dlq stats|list|show|export|replay|purge`, `genesys verify`.
 //! Exit codes: 0 done, 1 error, 2 bad usage (clap's own exit code for usage errors).
 
 use clap::{Parser, Subcommand};
@@ -11,6 +11,7 @@ use crate::dlq::{DlqCommand, Target, UsageError, MOVE_WARNING};
 use crate::queue::depth::ManagementApi;
 use crate::shutdown::on_signal;
 use crate::startup::{Application, Components, Roles};
+use crate::verify::{verify, VerifyOptions};
 
 /// Enriches Genesys Cloud Web Messaging conversations with pre-chat survey and CRM data.
 #[derive(Debug, Parser)]
@@ -46,6 +47,38 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Check the configured Genesys Cloud org before go-live.
+    Genesys {
+        /// verify.
+        #[command(subcommand)]
+        action: GenesysAction,
+    },
+}
+
+/// `genesys` actions.
+#[derive(Debug, Subcommand)]
+pub enum GenesysAction {
+    /// Prove the org does what this configuration needs: the token grant, one harmless probe
+    /// per call (naming each missing permission), and with --conversation whether attribute
+    /// PATCHes merge, the search index delay and the External Contact link. Exit 0 when all
+    /// the configuration needs works, 1 otherwise.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `genesys verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// A test conversation started through the org's Messenger with a prechatSubmissionId:
+    /// it gets two prechatVerify* attributes and, with External Contacts, a link to a
+    /// throwaway contact (deleted afterwards).
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<uuid::Uuid>,
+    /// Print the facts as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The longest wait for the attribute search to show the test conversation.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub search_wait_secs: u64,
 }
 
 /// `topology` actions.
@@ -65,7 +98,9 @@ pub enum TopologyAction {
 /// holds its messages unacked, so the broker returns them when the connection drops.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let settings = Settings::load()?;
-    if matches!(cli.command, Command::Dlq { .. }) && std::env::var_os("RUST_LOG").is_none() {
+    if matches!(cli.command, Command::Dlq { .. } | Command::Genesys { .. })
+        && std::env::var_os("RUST_LOG").is_none()
+    {
         // An operator's command: its output is the answer; only warnings go to stderr.
         let mut log = settings.log.clone();
         log.level = "warn".into();
@@ -99,7 +134,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             target.apply(&mut settings);
             dlq(settings, command).await
         }
+        Command::Genesys {
+            action: GenesysAction::Verify(args),
+        } => genesys_verify(settings, args).await,
     }
+}
+
+/// Runs `genesys verify`, printing the facts as a table or JSON.
+async fn genesys_verify(settings: Settings, args: VerifyArgs) -> anyhow::Result<i32> {
+    let options = VerifyOptions {
+        conversation_id: args.conversation,
+        search_wait: std::time::Duration::from_secs(args.search_wait_secs),
+    };
+    let report = verify(settings, &options).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report.to_json())?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    } else {
+        report.write_table(&mut out)?;
+    }
+    Ok(report.exit_code())
 }
 
 /// Compares the broker's bindings with the config through the management API (AMQP cannot

@@ -12,6 +12,8 @@
 //! - `handoff` — the Architect data action's handoff: its message, its answer, and the wait
 //!   for the enrichment;
 //! - `dlq` — the operators' dead-letter commands (list, show, stats, replay, purge);
+//! - `verify` — `genesys verify`: what the configured org allows and how it behaves, before
+//!   go-live;
 //! - `genesys` — the Platform API client: OAuth, the shared budget, errors, each API;
 //! - `crm` — the CRM adapter with its cache and breaker;
 //! - `merge` — the merge rule and the attribute names (`merge::attr`);
@@ -40,4 +42,5 @@ pub mod startup;
 pub mod submission;
 pub mod telemetry;
 pub mod trace;
+pub mod verify;
 pub mod worker;

@@ -32,6 +32,11 @@ pub struct SimConfig {
     /// by `PUT …/contacts/{id}`) claims its emails and E.164 phones as identifiers. Genesys
     /// does not document it, so the sandbox lets tests run both ways. Default false.
     pub claim_identifiers_on_create: bool,
+    /// Whether `PATCH …/participants/{pid}/attributes` **replaces** the participant's
+    /// attributes with the body's instead of merging the keys in. Genesys does not document
+    /// which it does (the service assumes a merge), so the sandbox lets tests run both ways.
+    /// Default false (merge).
+    pub attribute_patch_replaces: bool,
     /// Permissions the role of an OAuth client lacks, by client id: a call that needs one of
     /// them (and no other permission that would also do) answers 403
     /// `missing.any.permissions`. Default none.
@@ -51,6 +56,7 @@ impl Default for SimConfig {
             error_rate: 0.0,
             index_delay_ms: 0,
             claim_identifiers_on_create: false,
+            attribute_patch_replaces: false,
             denied_permissions: BTreeMap::new(),
         }
     }
@@ -74,6 +80,9 @@ pub struct Knobs {
     /// Whether plain contact creates and full updates claim emails and phones as identifiers
     /// (see [`SimConfig::claim_identifiers_on_create`]).
     pub claim_identifiers_on_create: bool,
+    /// Whether an attribute PATCH replaces the participant's attributes instead of merging
+    /// (see [`SimConfig::attribute_patch_replaces`]).
+    pub attribute_patch_replaces: bool,
 }
 
 impl From<&SimConfig> for Knobs {
@@ -85,6 +94,7 @@ impl From<&SimConfig> for Knobs {
             index_delay_ms: config.index_delay_ms,
             crm_down: false,
             claim_identifiers_on_create: config.claim_identifiers_on_create,
+            attribute_patch_replaces: config.attribute_patch_replaces,
         }
     }
 }
@@ -105,6 +115,8 @@ pub struct KnobsUpdate {
     pub crm_down: Option<bool>,
     /// Plain contact creates claim identifiers or not.
     pub claim_identifiers_on_create: Option<bool>,
+    /// Attribute PATCHes replace or merge.
+    pub attribute_patch_replaces: Option<bool>,
 }
 
 impl Knobs {
@@ -127,6 +139,9 @@ impl Knobs {
         }
         if let Some(claim) = update.claim_identifiers_on_create {
             self.claim_identifiers_on_create = claim;
+        }
+        if let Some(replaces) = update.attribute_patch_replaces {
+            self.attribute_patch_replaces = replaces;
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Route {
     UpdateContact,
     /// `GET /api/v2/externalcontacts/contacts/{id}`.
     GetContact,
+    /// `DELETE /api/v2/externalcontacts/contacts/{id}`.
+    DeleteContact,
     /// `PUT /api/v2/externalcontacts/conversations/{cid}`.
     LinkContact,
     /// `GET /api/v2/routing/queues`.
@@ -60,6 +62,7 @@ impl Route {
             Route::CreateContact => "create_contact",
             Route::UpdateContact => "update_contact",
             Route::GetContact => "get_contact",
+            Route::DeleteContact => "delete_contact",
             Route::LinkContact => "link_contact",
             Route::RoutingQueues => "routing_queues",
             Route::ReplaceQueue => "replace_queue",
@@ -86,6 +89,7 @@ impl Route {
             Route::MergeContacts => &["externalContacts:identity:merge"],
             Route::CreateContact => &["externalContacts:contact:add", "relate:contact:add"],
             Route::UpdateContact => &["externalContacts:contact:edit", "relate:contact:edit"],
+            Route::DeleteContact => &["relate:contact:delete", "externalContacts:contact:delete"],
             Route::LinkContact => &[
                 "relate:conversation:associate",
                 "externalContacts:conversation:associate",

@@ -133,10 +133,27 @@ impl SimHandle {
         });
     }
 
+    /// Makes attribute PATCHes replace the participant's attributes instead of merging the
+    /// keys in, or merge again ([`crate::SimConfig::attribute_patch_replaces`]).
+    pub fn set_attribute_patch_replaces(&self, replaces: bool) {
+        self.sim.update_knobs(KnobsUpdate {
+            attribute_patch_replaces: Some(replaces),
+            ..KnobsUpdate::default()
+        });
+    }
+
     /// Changes the latency added to every Genesys and CRM call.
     pub fn set_latency_ms(&self, ms: u64) {
         self.sim.update_knobs(KnobsUpdate {
             latency_ms: Some(ms),
+            ..KnobsUpdate::default()
+        });
+    }
+
+    /// Changes the delay before a conversation with attributes shows in the attribute search.
+    pub fn set_index_delay_ms(&self, ms: u64) {
+        self.sim.update_knobs(KnobsUpdate {
+            index_delay_ms: Some(ms),
             ..KnobsUpdate::default()
         });
     }

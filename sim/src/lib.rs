@@ -17,13 +17,14 @@
 //!
 //! Served routes:
 //! - `POST /oauth/token` — client-credentials grant.
-//! - `GET /api/v2/conversations/messages/{id}`, `PATCH …/messages/{cid}/participants/{pid}/attributes`.
+//! - `GET /api/v2/conversations/messages/{id}`, `PATCH …/messages/{cid}/participants/{pid}/attributes`
+//!   (merging the keys in, or replacing them all with `SimConfig::attribute_patch_replaces`).
 //! - `GET /api/v2/conversations/{id}`: the generic `Conversation`, whose participants list
 //!   their communications (`messages[].id`, never the participant id).
 //! - `POST /api/v2/conversations/participants/attributes/search` (cursor pages).
 //! - External Contacts: `POST …/externalcontacts/identifierlookup/contacts` (and the deprecated
 //!   `…/identifierlookup`), `POST …/contacts/enrich` (`ContactEnrichRequest`), `POST
-//!   …/contacts/merge` (`MergeContactsRequest`), `POST|GET|PUT …/contacts[/{id}]`, `PUT
+//!   …/contacts/merge` (`MergeContactsRequest`), `POST|GET|PUT|DELETE …/contacts[/{id}]`, `PUT
 //!   …/externalcontacts/conversations/{cid}` (`ConversationAssociation`; 202 and no link for a
 //!   wrong `communicationId`). Lookups find claimed identifiers only; whether a plain create
 //!   claims its emails and phones is the switch `SimConfig::claim_identifiers_on_create`.

@@ -43,6 +43,10 @@ struct Cli {
     /// Genesys; off by default).
     #[arg(long)]
     claim_identifiers_on_create: bool,
+    /// Attribute PATCHes replace the participant's attributes instead of merging the keys in
+    /// (undocumented in Genesys; merge by default).
+    #[arg(long)]
+    attribute_patch_replaces: bool,
     /// A permission the client's role lacks (403 for calls that need it); repeatable.
     #[arg(long = "deny-permission")]
     deny_permissions: Vec<String>,
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         error_rate: cli.error_rate,
         index_delay_ms: cli.index_delay_ms,
         claim_identifiers_on_create: cli.claim_identifiers_on_create,
+        attribute_patch_replaces: cli.attribute_patch_replaces,
         denied_permissions: if cli.deny_permissions.is_empty() {
             Default::default()
         } else {

@@ -317,10 +317,38 @@ async fn a_link_needs_the_communication_id_and_a_participant_id_links_nothing() 
 }
 
 #[tokio::test]
+async fn a_deleted_contact_is_gone_and_a_second_delete_is_a_404() {
+    let ctx = start().await;
+    let (status, contact) = ctx.enrich(upsert("gone@example.com", "+15550001111")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = format!(
+        "/api/v2/externalcontacts/contacts/{}",
+        contact["id"].as_str().unwrap()
+    );
+    let (status, body) = ctx.call(Method::DELETE, &path, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    assert_eq!(
+        ctx.call(Method::GET, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ctx.call(Method::DELETE, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ctx.lookup("Email", "gone@example.com").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(ctx.sim.contacts().is_empty());
+}
+
+#[tokio::test]
 async fn a_client_whose_role_lacks_a_permission_gets_403_for_the_calls_that_need_it() {
     let denied = BTreeSet::from([
         "externalContacts:contact:enrich".to_owned(),
         "externalContacts:conversation:associate".to_owned(),
+        "externalContacts:contact:delete".to_owned(),
+        "relate:contact:delete".to_owned(),
     ]);
     let ctx = start_with(SimConfig {
         denied_permissions: BTreeMap::from([("sandbox-client".to_owned(), denied)]),
@@ -356,4 +384,16 @@ async fn a_client_whose_role_lacks_a_permission_gets_403_for_the_calls_that_need
         StatusCode::ACCEPTED
     );
     assert_eq!(ctx.sim.stats().status_count("enrich_contact", 403), 1);
+    let (status, body) = ctx
+        .call(
+            Method::DELETE,
+            "/api/v2/externalcontacts/contacts/any",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("externalContacts:contact:delete"));
 }

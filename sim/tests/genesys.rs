@@ -247,6 +247,39 @@ async fn attributes_must_be_strings_and_are_merged() {
 }
 
 #[tokio::test]
+async fn with_the_switch_on_an_attribute_patch_replaces_every_attribute() {
+    let api = Api::start(SimConfig {
+        attribute_patch_replaces: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let conversation = api.sim.seed_conversation(SeedConversation {
+        customer_attributes: attrs(&[("prechatSubmissionId", "s-1")]),
+        ..SeedConversation::default()
+    });
+    let path = format!(
+        "/api/v2/conversations/messages/{}/participants/{}/attributes",
+        conversation.id, conversation.customer_participant_id
+    );
+    let patch = |key: &'static str| {
+        api.send(
+            reqwest::Method::PATCH,
+            &path,
+            json!({"attributes": {key: "x"}}),
+        )
+    };
+    assert_eq!(patch("a").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(patch("b").await.status(), StatusCode::ACCEPTED);
+    let view = api.sim.conversation(&conversation.id).unwrap();
+    assert_eq!(view.attributes, attrs(&[("b", "x")]));
+
+    api.sim.set_attribute_patch_replaces(false);
+    assert_eq!(patch("c").await.status(), StatusCode::ACCEPTED);
+    let view = api.sim.conversation(&conversation.id).unwrap();
+    assert_eq!(view.attributes, attrs(&[("b", "x"), ("c", "x")]));
+}
+
+#[tokio::test]
 async fn the_customer_is_found_by_purpose_in_the_message_conversation() {
     let api = Api::start(SimConfig::default()).await;
     let conversation = api.sim.seed_conversation(SeedConversation {

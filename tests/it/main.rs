@@ -17,6 +17,8 @@
 //! - `security` — no secret or PII in the logs, traces on every line, TLS with a given CA;
 //! - `shutdown` — SIGTERM during a load loses nothing;
 //! - `topology` — declared idempotently, `topology check`;
+//! - `verify` — `genesys verify` against the sandbox: passing, a missing permission, facts that
+//!   differ (attribute PATCH replaces, a slow search index), bad usage;
 //! - `chaos` — the `#[ignore]`d chaos scenarios that `scripts/chaos` runs one at a time.
 
 mod chaos;
@@ -32,3 +34,4 @@ mod refusal;
 mod security;
 mod shutdown;
 mod topology;
+mod verify;

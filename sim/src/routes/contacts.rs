@@ -1,5 +1,5 @@
 //! External Contacts: identifier lookups, `enrich`, `merge`, contact create / get / full
-//! update, and linking a conversation (`ConversationAssociation`). Only claimed identifiers
+//! update / delete, and linking a conversation (`ConversationAssociation`). Only claimed identifiers
 //! find a contact.
 
 use axum::body::Bytes;
@@ -353,6 +353,23 @@ pub(crate) async fn update(
     contact.insert("identifiers".into(), stored["identifiers"].clone());
     *stored = normalise(contact, &now, claim);
     Ok(Json(stored.clone()))
+}
+
+/// `DELETE /api/v2/externalcontacts/contacts/{id}` (JS SDK 259 `deleteExternalcontactsContact`,
+/// which returns an untyped `Object`): removes the contact and answers 200 `{}`; 404 for an
+/// unknown id. Conversations linked to it keep the id they show, as nothing documents that
+/// Genesys unlinks them.
+pub(crate) async fn delete(
+    State(sim): State<Sim>,
+    Path(contact_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut inner = sim.lock();
+    let before = inner.contacts.len();
+    inner.contacts.retain(|c| c["id"] != contact_id.as_str());
+    if inner.contacts.len() == before {
+        return Err(contact_not_found(&contact_id));
+    }
+    Ok(Json(json!({})))
 }
 
 /// `PUT /api/v2/externalcontacts/conversations/{cid}` with `ConversationAssociation

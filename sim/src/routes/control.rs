@@ -10,7 +10,7 @@
 //! | `POST /sim/queues` | `{"name"}` → `{"id","name"}` |
 //! | `POST /sim/faults` / `DELETE /sim/faults` | `Fault` → 204 / → 204 |
 //! | `POST /sim/tokens/revoke` | → 204 |
-//! | `POST /sim/config` | `{"requestsPerMinute"?,"crmDown"?,"latencyMs"?,"errorRate"?,"indexDelayMs"?}` → the knobs now |
+//! | `POST /sim/config` | `{"requestsPerMinute"?,"crmDown"?,"latencyMs"?,"errorRate"?,"indexDelayMs"?,"claimIdentifiersOnCreate"?,"attributePatchReplaces"?}` → the knobs now |
 //! | `GET /sim/stats` | → `Stats` |
 //! | `GET /sim/contacts` | → `[ExternalContact]` |
 

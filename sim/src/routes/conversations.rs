@@ -42,8 +42,10 @@ pub(crate) async fn get_generic(
 /// Writes participant attributes (`ParticipantAttributes {"attributes":{…}}`), 202 with no body.
 ///
 /// Values must be JSON strings (`dict(str,str)` in the SDKs), else 400 naming the key.
-/// The sandbox **merges** the keys into the participant's attributes; whether Genesys merges
-/// or replaces is unconfirmed (see genesys-api.md §5), so clients should send every key.
+/// The sandbox **merges** the keys into the participant's attributes, or with the switch
+/// [`crate::SimConfig::attribute_patch_replaces`] replaces them all with the body's: whether
+/// Genesys merges or replaces is unconfirmed (see genesys-api.md §5), so clients should send
+/// every key, and `prechat-enricher genesys verify` finds out.
 pub(crate) async fn patch_attributes(
     State(sim): State<Sim>,
     Path((conversation_id, participant_id)): Path<(String, String)>,
@@ -51,6 +53,7 @@ pub(crate) async fn patch_attributes(
 ) -> Result<StatusCode, ApiError> {
     let attributes = string_attributes(&parse_json(&body)?)?;
     let mut inner = sim.lock();
+    let replaces = inner.knobs.attribute_patch_replaces;
     let conversation = inner
         .conversations
         .get_mut(&conversation_id)
@@ -58,7 +61,11 @@ pub(crate) async fn patch_attributes(
     let participant = conversation
         .participant_mut(&participant_id)
         .ok_or_else(|| ApiError::not_found(format!("Participant {participant_id} not found.")))?;
-    participant.attributes.extend(attributes);
+    if replaces {
+        participant.attributes = attributes;
+    } else {
+        participant.attributes.extend(attributes);
+    }
     conversation.attribute_patches += 1;
     conversation.touch_attributes(Instant::now());
     Ok(StatusCode::ACCEPTED)

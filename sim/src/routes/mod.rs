@@ -10,7 +10,7 @@ mod search;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::{get, patch, post, put, MethodRouter};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::error::ApiError;
@@ -70,7 +70,8 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route(
             "/api/v2/externalcontacts/contacts/{contact_id}",
             api(Route::GetContact, get(contacts::get))
-                .merge(api(Route::UpdateContact, put(contacts::update))),
+                .merge(api(Route::UpdateContact, put(contacts::update)))
+                .merge(api(Route::DeleteContact, delete(contacts::delete))),
         )
         .route(
             "/api/v2/externalcontacts/conversations/{conversation_id}",
