@@ -154,6 +154,21 @@ pub struct IngestSettings {
     pub default_phone_region: String,
     /// Upper bound of one HTTP request, publish included.
     pub request_timeout_ms: u64,
+    /// A connection whose request headers are not complete this long after it opened (or
+    /// after its previous response) is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Open connections at most; one more is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_connections() -> usize {
+    1024
 }
 
 /// `[worker]`
@@ -394,6 +409,14 @@ pub struct MetricsSettings {
     /// Address of a listener serving only `GET /metrics` and `/healthz`, for `worker`
     /// processes (empty = none; the ingest serves `/metrics` on `ingest.bind` anyway).
     pub bind: String,
+    /// Whether the ingest also serves `GET /metrics` on `ingest.bind`; false keeps it off the
+    /// public port (serve it on `metrics.bind` instead).
+    #[serde(default = "default_true")]
+    pub on_ingest: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A setting that is present but wrong.
@@ -654,6 +677,12 @@ impl IngestSettings {
                 "not an ISO 3166 alpha-2 region such as US or GB",
             );
         }
+        if self.header_timeout_ms == 0 {
+            return invalid("ingest.header_timeout_ms", "must be positive");
+        }
+        if self.max_connections == 0 {
+            return invalid("ingest.max_connections", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -669,6 +698,11 @@ impl IngestSettings {
     /// How long one request may take.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// How long a connection has to send a request's headers.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
     }
 }
 

@@ -46,16 +46,22 @@ pub struct IngestState {
     pub handoff_wait: std::time::Duration,
     /// The enrichments the handoff answers wait for.
     pub watch: EnrichmentWatch,
+    /// Whether `GET /metrics` is served here (`metrics.on_ingest`).
+    pub serve_metrics: bool,
 }
 
 /// The ingest's router.
 pub fn router(state: Arc<IngestState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/submissions", post(submit))
         .route("/v1/handoffs", post(super::handoff::handoff))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(ready));
+    let router = match state.serve_metrics {
+        true => router.route("/metrics", get(metrics)),
+        false => router,
+    };
+    router
         // The body limit is enforced in `submit`, so a large body gets our error shape.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
