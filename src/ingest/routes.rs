@@ -111,8 +111,7 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
     let traceparent = traceparent(&parts.headers);
     let mut message_headers = FieldTable::default();
     message_headers.set_number(headers::ATTEMPT, 1);
-    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    message_headers.set_text(headers::ACCEPTED_AT, now);
+    message_headers.set_text(headers::ACCEPTED_AT, headers::timestamp_millis(Utc::now()));
     message_headers.set_text(headers::TRACEPARENT, traceparent.clone());
     let properties = json_properties(&submission.submission_id, message_headers);
     let published = state
