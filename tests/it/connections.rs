@@ -12,11 +12,7 @@ use tokio::net::TcpStream;
 
 /// Reads until the server closes the connection (end of stream or reset); how long that took
 /// from `opened`, or `None` if it was still open after `limit`.
-async fn closed_after(
-    mut stream: TcpStream,
-    opened: Instant,
-    limit: Duration,
-) -> Option<Duration> {
+async fn closed_after(mut stream: TcpStream, opened: Instant, limit: Duration) -> Option<Duration> {
     let mut buf = [0u8; 1024];
     let read_to_end = async {
         loop {
@@ -135,8 +131,15 @@ async fn slow_header_connections_are_closed_at_the_header_timeout_while_normal_r
         times[0] >= header_timeout - Duration::from_millis(200),
         "not closed before the header timeout: {times:?}"
     );
-    assert!(latencies.len() >= 8, "normal traffic ran: {}", latencies.len());
-    assert!(p99 < header_timeout, "normal requests are not held up: p99 {p99:?}");
+    assert!(
+        latencies.len() >= 8,
+        "normal traffic ran: {}",
+        latencies.len()
+    );
+    assert!(
+        p99 < header_timeout,
+        "normal requests are not held up: p99 {p99:?}"
+    );
     app.cleanup().await;
 }
 

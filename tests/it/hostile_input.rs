@@ -63,7 +63,8 @@ async fn a_client_clock_hours_behind_does_not_expire_a_submission_the_service_ju
     let first = events.collect(1, Duration::from_secs(20)).await;
     assert_eq!(first.len(), 1, "an outcome event");
     assert_eq!(
-        first[0].routing_key, "submission.retrying",
+        first[0].routing_key,
+        "submission.retrying",
         "retried, not expired: {:?}",
         first[0].json()
     );

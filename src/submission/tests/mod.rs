@@ -433,7 +433,11 @@ fn a_submitted_at_more_than_five_minutes_ahead_of_the_service_is_taken_as_now() 
             at.to_rfc3339()
         );
         let expected = if kept { at } else { now() };
-        assert_eq!(http(&body).unwrap().submitted_at, expected, "http, {ahead_secs}s ahead");
+        assert_eq!(
+            http(&body).unwrap().submitted_at,
+            expected,
+            "http, {ahead_secs}s ahead"
+        );
         assert_eq!(
             queue(&body, None).unwrap().submitted_at,
             expected,
