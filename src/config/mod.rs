@@ -499,6 +499,7 @@ impl Settings {
     /// Checks what the given roles need, and only that: the ingest needs no Genesys
     /// credentials, a worker no ingest tokens.
     pub fn validate_for(&self, roles: Roles) -> Result<(), InvalidSetting> {
+        self.refuse_placeholders()?;
         self.amqp.validate()?;
         if let Some(url) = self.management_url() {
             check_management_url(&url)?;
@@ -581,6 +582,56 @@ impl Settings {
     /// How long a publish may wait for its confirm.
     pub fn publish_timeout(&self) -> Duration {
         self.amqp.publish_timeout()
+    }
+}
+
+/// The placeholder values of `deploy/kubernetes/secret.example.yaml`: a process configured
+/// with one was deployed with the example's Secret instead of real credentials.
+const PLACEHOLDER_SECRETS: [&str; 3] = [
+    "CHANGE-ME",
+    "CHANGE-ME-web-tier-token",
+    "CHANGE-ME-32-random-bytes",
+];
+
+fn is_placeholder(value: &str) -> bool {
+    PLACEHOLDER_SECRETS.contains(&value.trim())
+}
+
+impl Settings {
+    /// Fails, naming the key, when a secret (or the AMQP URL's password) still holds a
+    /// placeholder of the example Secret. The message never repeats the value.
+    fn refuse_placeholders(&self) -> Result<(), InvalidSetting> {
+        let reason = "holds a placeholder value of deploy/kubernetes/secret.example.yaml; set the real credential";
+        let any =
+            |secrets: &[SecretString]| secrets.iter().any(|s| is_placeholder(s.expose_secret()));
+        let amqp_password = self.amqp.url.iter().any(|url| {
+            reqwest::Url::parse(url.expose_secret())
+                .ok()
+                .and_then(|url| url.password().map(is_placeholder))
+                .unwrap_or(false)
+        });
+        let checks = [
+            ("amqp.url", amqp_password),
+            ("ingest.auth_tokens", any(&self.ingest.auth_tokens)),
+            ("handoff.auth_tokens", any(&self.handoff.auth_tokens)),
+            ("genesys.client_id", is_placeholder(&self.genesys.client_id)),
+            (
+                "genesys.client_secret",
+                is_placeholder(self.genesys.client_secret.expose_secret()),
+            ),
+            (
+                "crm.api_key",
+                is_placeholder(self.crm.api_key.expose_secret()),
+            ),
+            (
+                "privacy.session_hash_key",
+                is_placeholder(self.privacy.session_hash_key.expose_secret()),
+            ),
+        ];
+        match checks.into_iter().find(|(_, placeholder)| *placeholder) {
+            Some((key, _)) => invalid(key, reason),
+            None => Ok(()),
+        }
     }
 }
 
