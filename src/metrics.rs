@@ -594,9 +594,11 @@ impl Collector for ProcessCollector {
 /// `Content-Type` of the exposition (OpenMetrics text, which Prometheus reads natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `GET /metrics` and `GET /healthz` alone, for processes without the ingest (`metrics.bind`).
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
+/// The listener of `metrics.bind`: `GET /metrics` and `GET /healthz`, and in a process with
+/// workers `GET /readyz`, 200 while the worker's consumer is active on the work queue (503
+/// before it starts, while it reconnects, in outage mode and on shutdown).
+pub fn router(metrics: Arc<Metrics>, consuming: Option<watch::Receiver<bool>>) -> Router {
+    let router = Router::new()
         .route(
             "/metrics",
             get(move || async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()) }),
@@ -604,7 +606,21 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})).into_response() }),
-        )
+        );
+    match consuming {
+        Some(consuming) => router.route(
+            "/readyz",
+            get(move || async move {
+                let consuming = *consuming.borrow();
+                let status = match consuming {
+                    true => axum::http::StatusCode::OK,
+                    false => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                };
+                (status, Json(serde_json::json!({"consuming": consuming}))).into_response()
+            }),
+        ),
+        None => router,
+    }
 }
 
 #[cfg(test)]

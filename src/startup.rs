@@ -19,6 +19,7 @@ use crate::genesys::auth::TokenProvider;
 use crate::genesys::{Budget, GenesysClient, GenesysConfig};
 use crate::handoff::watch::EnrichmentWatch;
 use crate::ingest::auth::TokenSet;
+use crate::ingest::server::{serve, ConnectionLimits};
 use crate::ingest::{router, IngestState};
 use crate::merge::{QueueTarget, RouteTable};
 use crate::metrics::Metrics;
@@ -268,7 +269,8 @@ impl Application {
         });
         if let Some((listener, app)) = self.ingest {
             tracing::info!(ingest.addr = %listener.local_addr()?, "ingest listening");
-            tasks.spawn(serve(listener, app, shutdown.clone(), "ingest"));
+            let limits = connection_limits(&c.settings);
+            tasks.spawn(serve(listener, app, limits, shutdown.clone(), "ingest"));
         }
         if let Some(watch) = self.watch {
             let run = watch.run(
@@ -280,8 +282,10 @@ impl Application {
         }
         if let Some(listener) = self.metrics_listener {
             tracing::info!(metrics.addr = %listener.local_addr()?, "metrics listening");
-            let app = crate::metrics::router(c.metrics.clone());
-            tasks.spawn(serve(listener, app, shutdown.clone(), "metrics"));
+            let consuming = self.worker.as_ref().map(Worker::consuming);
+            let app = crate::metrics::router(c.metrics.clone(), consuming);
+            let limits = connection_limits(&c.settings);
+            tasks.spawn(serve(listener, app, limits, shutdown.clone(), "metrics"));
         }
         if let Some(poller) = self.poller {
             let stop = shutdown.clone();
@@ -334,17 +338,12 @@ async fn bind<A: tokio::net::ToSocketAddrs + std::fmt::Display>(
         .with_context(|| format!("binding {key} = {described}"))
 }
 
-/// Serves `app` until shutdown.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: CancellationToken,
-    what: &'static str,
-) {
-    let serving = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-    if let Err(error) = serving.await {
-        tracing::error!(%error, server = what, "server failed");
+/// The bounds of every listener's connections: `ingest.header_timeout_ms` and
+/// `ingest.max_connections`.
+fn connection_limits(settings: &Settings) -> ConnectionLimits {
+    ConnectionLimits {
+        header_timeout: settings.ingest.header_timeout(),
+        max_connections: settings.ingest.max_connections,
     }
 }
 
@@ -380,6 +379,7 @@ fn ingest_router(c: &Components, declared: &Declared, watch: &EnrichmentWatch) -
         declared: declared.clone(),
         metrics: c.metrics.clone(),
         request_timeout: c.settings.ingest.request_timeout(),
+        serve_metrics: c.settings.metrics.on_ingest,
     }))
 }
 

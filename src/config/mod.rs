@@ -154,6 +154,21 @@ pub struct IngestSettings {
     pub default_phone_region: String,
     /// Upper bound of one HTTP request, publish included.
     pub request_timeout_ms: u64,
+    /// A connection whose request headers are not complete this long after it opened (or
+    /// after its previous response) is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Open connections at most; one more is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_connections() -> usize {
+    1024
 }
 
 /// `[worker]`
@@ -394,6 +409,14 @@ pub struct MetricsSettings {
     /// Address of a listener serving only `GET /metrics` and `/healthz`, for `worker`
     /// processes (empty = none; the ingest serves `/metrics` on `ingest.bind` anyway).
     pub bind: String,
+    /// Whether the ingest also serves `GET /metrics` on `ingest.bind`; false keeps it off the
+    /// public port (serve it on `metrics.bind` instead).
+    #[serde(default = "default_true")]
+    pub on_ingest: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A setting that is present but wrong.
@@ -476,6 +499,7 @@ impl Settings {
     /// Checks what the given roles need, and only that: the ingest needs no Genesys
     /// credentials, a worker no ingest tokens.
     pub fn validate_for(&self, roles: Roles) -> Result<(), InvalidSetting> {
+        self.refuse_placeholders()?;
         self.amqp.validate()?;
         if let Some(url) = self.management_url() {
             check_management_url(&url)?;
@@ -558,6 +582,56 @@ impl Settings {
     /// How long a publish may wait for its confirm.
     pub fn publish_timeout(&self) -> Duration {
         self.amqp.publish_timeout()
+    }
+}
+
+/// The placeholder values of `deploy/kubernetes/secret.example.yaml`: a process configured
+/// with one was deployed with the example's Secret instead of real credentials.
+const PLACEHOLDER_SECRETS: [&str; 3] = [
+    "CHANGE-ME",
+    "CHANGE-ME-web-tier-token",
+    "CHANGE-ME-32-random-bytes",
+];
+
+fn is_placeholder(value: &str) -> bool {
+    PLACEHOLDER_SECRETS.contains(&value.trim())
+}
+
+impl Settings {
+    /// Fails, naming the key, when a secret (or the AMQP URL's password) still holds a
+    /// placeholder of the example Secret. The message never repeats the value.
+    fn refuse_placeholders(&self) -> Result<(), InvalidSetting> {
+        let reason = "holds a placeholder value of deploy/kubernetes/secret.example.yaml; set the real credential";
+        let any =
+            |secrets: &[SecretString]| secrets.iter().any(|s| is_placeholder(s.expose_secret()));
+        let amqp_password = self.amqp.url.iter().any(|url| {
+            reqwest::Url::parse(url.expose_secret())
+                .ok()
+                .and_then(|url| url.password().map(is_placeholder))
+                .unwrap_or(false)
+        });
+        let checks = [
+            ("amqp.url", amqp_password),
+            ("ingest.auth_tokens", any(&self.ingest.auth_tokens)),
+            ("handoff.auth_tokens", any(&self.handoff.auth_tokens)),
+            ("genesys.client_id", is_placeholder(&self.genesys.client_id)),
+            (
+                "genesys.client_secret",
+                is_placeholder(self.genesys.client_secret.expose_secret()),
+            ),
+            (
+                "crm.api_key",
+                is_placeholder(self.crm.api_key.expose_secret()),
+            ),
+            (
+                "privacy.session_hash_key",
+                is_placeholder(self.privacy.session_hash_key.expose_secret()),
+            ),
+        ];
+        match checks.into_iter().find(|(_, placeholder)| *placeholder) {
+            Some((key, _)) => invalid(key, reason),
+            None => Ok(()),
+        }
     }
 }
 
@@ -654,6 +728,12 @@ impl IngestSettings {
                 "not an ISO 3166 alpha-2 region such as US or GB",
             );
         }
+        if self.header_timeout_ms == 0 {
+            return invalid("ingest.header_timeout_ms", "must be positive");
+        }
+        if self.max_connections == 0 {
+            return invalid("ingest.max_connections", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -669,6 +749,11 @@ impl IngestSettings {
     /// How long one request may take.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// How long a connection has to send a request's headers.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
     }
 }
 

@@ -256,3 +256,57 @@ fn in_process_waits_stay_well_under_the_broker_s_consumer_timeout() {
         );
     }
 }
+
+#[test]
+fn the_placeholder_secrets_of_the_kubernetes_example_are_refused_naming_the_key() {
+    // Every `KEY: "value"` of the example Secret holding a placeholder, each set alone on
+    // otherwise valid settings, fails the validation with the key it configures.
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/secret.example.yaml"),
+    )
+    .unwrap();
+    let expected_key = |var: &str| match var {
+        "PRECHAT__AMQP__URL" => "amqp.url",
+        "PRECHAT__INGEST__AUTH_TOKENS" => "ingest.auth_tokens",
+        "GENESYS_CLIENT_ID" => "genesys.client_id",
+        "GENESYS_CLIENT_SECRET" => "genesys.client_secret",
+        "CRM_API_KEY" => "crm.api_key",
+        "PRECHAT__PRIVACY__SESSION_HASH_KEY" => "privacy.session_hash_key",
+        other => panic!("a placeholder for {other}: add it to this test"),
+    };
+    let valid = [
+        (
+            "PRECHAT__AMQP__URL",
+            "amqp://prechat:s3cret@rabbit:5672/%2f",
+        ),
+        ("PRECHAT__INGEST__AUTH_TOKENS", "a-real-token"),
+        ("GENESYS_CLIENT_ID", "6a1c0f6e-client"),
+        ("GENESYS_CLIENT_SECRET", "a-real-secret"),
+        ("CRM_API_KEY", "a-real-key"),
+        ("PRECHAT__PRIVACY__SESSION_HASH_KEY", "a-real-hash-key"),
+    ];
+    load(&valid).unwrap().validate().unwrap();
+    let mut seen = 0;
+    for line in example.lines() {
+        let Some((var, value)) = line.trim().split_once(": \"") else {
+            continue;
+        };
+        let value = value.trim_end_matches('"');
+        if !var.chars().all(|c| c.is_ascii_uppercase() || c == '_') || !value.contains("CHANGE-ME")
+        {
+            continue;
+        }
+        seen += 1;
+        let vars: Vec<(&str, &str)> = valid
+            .iter()
+            .map(|&(k, v)| if k == var { (k, value) } else { (k, v) })
+            .collect();
+        let err = load(&vars).unwrap().validate().unwrap_err();
+        assert_eq!(err.key, expected_key(var), "{var}");
+        assert!(
+            !err.to_string().contains("CHANGE-ME-"),
+            "the message does not repeat the value: {err}"
+        );
+    }
+    assert_eq!(seen, 6, "every placeholder of the example was tried");
+}

@@ -24,13 +24,22 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    /// Parses a body, keeping the start of a non-JSON one as the message.
+    /// Parses a body, keeping the start of a non-JSON one as the message. Emails and phone
+    /// numbers in the message (Genesys may quote the values it refused) are masked here, so
+    /// that no log line, event or dead-letter header made from it holds them.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
+        let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
             message: (!bytes.is_empty())
                 .then(|| String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()),
             ..Default::default()
-        })
+        });
+        body.masked()
+    }
+
+    /// The body with emails and phone numbers in its message masked.
+    pub fn masked(mut self) -> Self {
+        self.message = self.message.as_deref().map(crate::privacy::mask_text);
+        self
     }
 }
 
@@ -129,5 +138,44 @@ impl GenesysError {
             self,
             GenesysError::Unavailable { .. } | GenesysError::Unauthorized { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PII: [&str; 4] = [
+        "jane.doe@example.com",
+        "5551234567",
+        "555 123 4567",
+        "+44 20 7946 0958",
+    ];
+
+    fn assert_masked(text: &str) {
+        for raw in PII {
+            assert!(!text.contains(raw), "{raw} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn emails_and_phones_in_an_error_body_are_masked_as_it_is_read() {
+        let json = br#"{"message":"Contact jane.doe@example.com (+1 555 123 4567, alt 5551234567, +44 20 7946 0958) already exists","code":"bad.request","status":400,"contextId":"0f8fad5b-d9cb-469f-a165-70867728950e"}"#;
+        let body = ErrorBody::from_bytes(json);
+        let message = body.message.clone().unwrap();
+        assert_masked(&message);
+        assert!(message.contains("j***@example.com"), "{message}");
+        assert!(message.contains("already exists"), "{message}");
+        assert_eq!(body.code.as_deref(), Some("bad.request"));
+        assert_eq!(
+            body.context_id.as_deref(),
+            Some("0f8fad5b-d9cb-469f-a165-70867728950e")
+        );
+        let error = GenesysError::Rejected { status: 400, body };
+        assert_masked(&error.to_string());
+
+        let text =
+            ErrorBody::from_bytes(b"<html>no user jane.doe@example.com, 555 123 4567</html>");
+        assert_masked(text.message.as_deref().unwrap());
     }
 }

@@ -47,6 +47,8 @@ pub struct IngestState {
     pub handoff_wait: std::time::Duration,
     /// The enrichments the handoff answers wait for.
     pub watch: EnrichmentWatch,
+    /// Whether `GET /metrics` is served here (`metrics.on_ingest`).
+    pub serve_metrics: bool,
 }
 
 /// `POST`: a survey.
@@ -75,8 +77,11 @@ pub const ROUTES: [(Method, &str); 6] = [
 pub fn router(state: Arc<IngestState>) -> Router {
     let document = openapi::document(&state.topology.ingest_exchange());
     let document = Bytes::from(serde_json::to_vec(&document).expect("a JSON value serializes"));
+    // `/metrics` leaves the public port with `metrics.on_ingest = false`.
+    let serve_metrics = state.serve_metrics;
     ROUTES
         .into_iter()
+        .filter(|(_, path)| serve_metrics || *path != METRICS_PATH)
         .fold(Router::new(), |router, (method, path)| {
             let filter = MethodFilter::try_from(method).expect("a standard method");
             router.route(path, handler(path, filter, &document))
@@ -152,8 +157,7 @@ async fn accept(state: &IngestState, request: Request<Body>) -> Result<Response,
     let traceparent = traceparent(&parts.headers);
     let mut message_headers = FieldTable::default();
     message_headers.set_number(headers::ATTEMPT, 1);
-    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    message_headers.set_text(headers::ACCEPTED_AT, now);
+    message_headers.set_text(headers::ACCEPTED_AT, headers::timestamp_millis(Utc::now()));
     message_headers.set_text(headers::TRACEPARENT, traceparent.clone());
     let properties = json_properties(&submission.submission_id, message_headers);
     let published = state

@@ -102,6 +102,98 @@ pub fn mask_phone(phone: &str) -> String {
     out
 }
 
+/// Masks every email address and phone number found in free text — another system's error
+/// message, say — with [`mask_email`] and [`mask_phone`], keeping the rest. A phone is a run
+/// of 7 to 15 digits (with an optional leading `+` and the separators ` -.()`) that is not
+/// part of a longer word (unless it starts with `+`), so ids, UUIDs and timestamps pass; a
+/// long plain number is masked too, which errs on the safe side. Masking masked text
+/// changes nothing.
+pub fn mask_text(text: &str) -> String {
+    mask_phones_in(&mask_emails_in(text))
+}
+
+fn is_email_local(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._%+-'".contains(c)
+}
+
+fn is_email_domain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '-'
+}
+
+fn mask_emails_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i) = (0, 0);
+    while i < chars.len() {
+        if chars[i] == '@' {
+            let mut start = i;
+            while start > copied && is_email_local(chars[start - 1]) {
+                start -= 1;
+            }
+            let mut end = i + 1;
+            while end < chars.len() && is_email_domain(chars[end]) {
+                end += 1;
+            }
+            // A full stop or a dash after the address belongs to the sentence.
+            while end > i + 1 && matches!(chars[end - 1], '.' | '-') {
+                end -= 1;
+            }
+            let domain: String = chars[i + 1..end].iter().collect();
+            if start < i && !domain.starts_with('.') && domain.contains('.') {
+                out.extend(&chars[copied..start]);
+                let local: String = chars[start..i].iter().collect();
+                out.push_str(&mask_email(&format!("{local}@{domain}")));
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.extend(&chars[copied..]);
+    out
+}
+
+/// Part of a word: a phone-like run touching one is an id, not a phone.
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '*'
+}
+
+fn mask_phones_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let digit_at = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let starts = (c.is_ascii_digit() || (c == '+' && digit_at(i + 1)))
+            && (i == 0 || !is_word(chars[i - 1]));
+        if !starts {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let mut end = i + 1;
+        while end < chars.len() && (chars[end].is_ascii_digit() || " -.()".contains(chars[end])) {
+            end += 1;
+        }
+        while !chars[end - 1].is_ascii_digit() {
+            end -= 1;
+        }
+        let digits = chars[i..end].iter().filter(|c| c.is_ascii_digit()).count();
+        let run: String = chars[i..end].iter().collect();
+        // A leading `+` marks a phone whatever follows it.
+        let bounded = c == '+' || chars.get(end).is_none_or(|c| !is_word(*c));
+        if (7..=15).contains(&digits) && bounded {
+            out.push_str(&mask_phone(&run));
+        } else {
+            out.push_str(&run);
+        }
+        i = end;
+    }
+    out
+}
+
 /// Masks a person's name for logs: its first character and `***` (`Jane` → `J***`).
 pub fn mask_name(name: &str) -> String {
     match name.trim().chars().next() {

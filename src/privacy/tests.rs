@@ -186,3 +186,45 @@ proptest! {
         let _ = Phone::parse(&input, None);
     }
 }
+
+#[test]
+fn emails_and_phones_in_free_text_are_masked_and_the_rest_kept() {
+    let cases = [
+        (
+            "Contact jane.doe@example.com already exists.",
+            "Contact j***@example.com already exists.",
+        ),
+        ("call +1 555 123 4567 now", "call +1******4567 now"),
+        ("(555) 123-4567", "(******4567"),
+        ("alt 5551234567, ok", "alt ******4567, ok"),
+        (
+            "conversation 0f8fad5b-d9cb-469f-a165-70867728950e at 2026-11-22T10:00:00Z",
+            "conversation 0f8fad5b-d9cb-469f-a165-70867728950e at 2026-11-22T10:00:00Z",
+        ),
+        ("status 400, code 12345", "status 400, code 12345"),
+        ("user@localhost and @mention", "user@localhost and @mention"),
+        ("", ""),
+    ];
+    for (raw, masked) in cases {
+        assert_eq!(mask_text(raw), masked, "{raw}");
+        assert_eq!(mask_text(masked), masked, "masking again: {masked}");
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::submission::tests::proptest_config())]
+    #[test]
+    fn masked_text_never_holds_the_email_or_phone_it_was_given(
+        before in "[ a-z,:(]{0,12}",
+        local in "[a-z][a-z0-9._]{0,10}",
+        domain in "[a-z]{1,10}\\.(com|org|co\\.uk)",
+        digits in "[0-9]{10}",
+        after in "[ a-z,.)]{0,12}",
+    ) {
+        let email = format!("{local}@{domain}");
+        let text = format!("{before} {email} or +1{digits}{after}");
+        let masked = mask_text(&text);
+        prop_assert!(!masked.contains(&email), "{}", masked);
+        prop_assert!(!masked.contains(&digits), "{}", masked);
+    }
+}

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 
-/// When the ingest accepted the submission (RFC 3339); end-to-end latency counts from here.
+/// When the service accepted the submission (RFC 3339, its own clock): set by the ingest, or
+/// by the first worker or resolver to read a message published straight to RabbitMQ, and
+/// kept through retries. End-to-end latency and the deadline count from here.
 pub const ACCEPTED_AT: &str = "prechat-accepted-at";
 /// Attempt number of this delivery (1 for the first).
 pub const ATTEMPT: &str = "prechat-attempt";
@@ -118,13 +120,21 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Where a submission's deadline counts from: its `submittedAt`, or the operator's replay
-/// when that is later, so a replayed submission (an `expired` one above all) gets a whole
-/// deadline again instead of expiring at once.
+/// Where a submission's deadline counts from: when the service accepted it
+/// ([`ACCEPTED_AT`], by the service's own clock; the client's `submittedAt` only for a
+/// message without it), or the operator's replay when that is later, so a replayed
+/// submission (an `expired` one above all) gets a whole deadline again instead of expiring
+/// at once.
 pub fn deadline_start(submitted_at: DateTime<Utc>, headers: &FieldTable) -> DateTime<Utc> {
+    let accepted = headers.time(ACCEPTED_AT).unwrap_or(submitted_at);
     headers
         .time(REPLAYED_AT)
-        .map_or(submitted_at, |replayed| replayed.max(submitted_at))
+        .map_or(accepted, |replayed| replayed.max(accepted))
+}
+
+/// RFC 3339 with milliseconds, as [`ACCEPTED_AT`] is written.
+pub fn timestamp_millis(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -147,6 +157,27 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_deadline_counts_from_the_services_acceptance_not_the_clients_clock() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut headers = FieldTable::default();
+        headers.set_text(ACCEPTED_AT, "2026-11-22T12:00:00.250Z");
+        // A client clock two hours behind, or two hours ahead: the service's time wins.
+        for submitted in ["2026-11-22T10:00:00Z", "2026-11-22T14:00:00Z"] {
+            assert_eq!(
+                deadline_start(at(submitted), &headers),
+                at("2026-11-22T12:00:00.250Z"),
+                "submittedAt {submitted}"
+            );
+        }
+        // A replay after that restarts it.
+        headers.set_text(REPLAYED_AT, "2026-11-23T08:00:00Z");
+        assert_eq!(
+            deadline_start(at("2026-11-22T10:00:00Z"), &headers),
+            at("2026-11-23T08:00:00Z")
+        );
+    }
 
     #[test]
     fn headers_read_back_whatever_type_they_were_written_with() {

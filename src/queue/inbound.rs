@@ -29,7 +29,8 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// When the submission was accepted: the ingest's header, else its `submittedAt`, else now.
+    /// When the service accepted the submission: its header (set on reading when absent),
+    /// else its `submittedAt`, else now.
     pub fn accepted_at(&self) -> DateTime<Utc> {
         self.headers
             .time(headers::ACCEPTED_AT)
@@ -63,6 +64,11 @@ impl Reader<'_> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         let traceparent = crate::trace::or_new(headers.text(headers::TRACEPARENT).as_deref());
         headers.set_text(headers::TRACEPARENT, traceparent.clone());
+        // A message published straight to RabbitMQ: the service accepts it now, the first
+        // time it reads it, and its follow-ups carry that on.
+        if headers.time(headers::ACCEPTED_AT).is_none() {
+            headers.set_text(headers::ACCEPTED_AT, headers::timestamp_millis(now));
+        }
         let attempt = headers
             .number(headers::ATTEMPT)
             .filter(|n| *n >= 1)

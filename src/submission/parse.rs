@@ -16,6 +16,8 @@ const MAX_SUBJECT_CHARS: usize = 200;
 const MAX_LANGUAGE_CHARS: usize = 35;
 const MAX_SESSION_ID_CHARS: usize = 256;
 const MAX_SUBMISSION_ID_CHARS: usize = 128;
+/// How far ahead of the service's clock a `submittedAt` is believed; later is taken as now.
+const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::minutes(5);
 
 fn reject(code: &'static str, field: &str, message: impl Into<String>) -> ValidationError {
     ValidationError::new(code, message, Some(field))
@@ -119,20 +121,25 @@ fn submitted_at(
     ctx: &ParseContext,
 ) -> Result<DateTime<Utc>, ValidationError> {
     const FIELD: &str = "submittedAt";
+    // A client clock far ahead (or an AMQP timestamp in milliseconds, a common client
+    // mistake) is not believed: the submission was made now.
+    let not_ahead = |t: DateTime<Utc>| match t > ctx.now + MAX_CLOCK_AHEAD {
+        true => ctx.now,
+        false => t,
+    };
     if let Some(raw) = text(Some(root), FIELD, FIELD)? {
         let message = "submittedAt must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z.";
         return DateTime::parse_from_rfc3339(&raw)
             .map(|t| t.with_timezone(&Utc))
             .ok()
             .filter(representable)
+            .map(not_ahead)
             .ok_or_else(|| reject("invalid_field", FIELD, message));
     }
-    // An AMQP timestamp in milliseconds (a common client mistake) or otherwise out of range
-    // is ignored: the submission then counts from now.
     Ok(match &ctx.origin {
         Origin::Queue {
             timestamp: Some(t), ..
-        } if representable(t) && *t <= ctx.now + chrono::Duration::days(1) => *t,
+        } if representable(t) => not_ahead(*t),
         _ => ctx.now,
     })
 }

@@ -31,6 +31,7 @@ pub struct Worker<C> {
     broker: Broker,
     concurrency: u16,
     shutdown_timeout: Duration,
+    consuming: tokio::sync::watch::Sender<bool>,
 }
 
 impl<C: CustomerDirectory + 'static> Worker<C> {
@@ -46,7 +47,13 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
             broker,
             concurrency,
             shutdown_timeout,
+            consuming: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Whether the worker's consumer is active on the work queue now (a worker's `/readyz`).
+    pub fn consuming(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.consuming.subscribe()
     }
 
     /// Consumes until `shutdown` is cancelled, reconnecting with backoff when the broker
@@ -108,6 +115,7 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
             )
             .await?;
         reconnect.reset();
+        self.consuming.send_replace(true);
         tracing::info!(queue = %queue, concurrency = self.concurrency, "worker consuming");
         let mut outage = self.context.outage.subscribe();
         let mut in_hand = JoinSet::new();
@@ -128,6 +136,7 @@ impl<C: CustomerDirectory + 'static> Worker<C> {
                 },
             }
         };
+        self.consuming.send_replace(false);
         if result.is_err() {
             // The channel is gone: its messages are redelivered, so none is held any longer.
             lost.cancel();

@@ -9,6 +9,9 @@
 //! - `pipeline` — HTTP ingest → RabbitMQ → workers → CRM → merge → Genesys, retries and dead
 //!   letters;
 //! - `ingest` — the HTTP edge: 4xx for bad input, 503 without a broker;
+//! - `connections` — slow and surplus connections, `/metrics` off the public port, a
+//!   worker's `/readyz`;
+//! - `hostile_input` — oversized AMQP bodies, client clocks far off;
 //! - `genesys` — the resolver, External Contacts, transfers, the 429-aware budget, outage mode;
 //! - `dlq` — `prechat-enricher dlq`: stats, list, replay, purge;
 //! - `metrics` — `/metrics` against what happened, and the dashboards;
@@ -23,9 +26,11 @@
 
 mod chaos;
 mod common;
+mod connections;
 mod dlq;
 mod failures;
 mod genesys;
+mod hostile_input;
 mod ingest;
 mod metrics;
 mod openapi;

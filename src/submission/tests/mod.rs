@@ -415,3 +415,41 @@ fn priorities_read_any_case_and_write_lower_case() {
 }
 
 mod roundtrip;
+
+#[test]
+fn a_submitted_at_more_than_five_minutes_ahead_of_the_service_is_taken_as_now() {
+    for (ahead_secs, kept) in [
+        (-7200, true),
+        (0, true),
+        (299, true),
+        (300, true),
+        (301, false),
+        (3 * 3600, false),
+        (400 * 86_400, false),
+    ] {
+        let at = now() + chrono::Duration::seconds(ahead_secs);
+        let body = format!(
+            r#"{{"submissionId":"s-1","submittedAt":"{}","guest":{{"sessionId":"s"}}}}"#,
+            at.to_rfc3339()
+        );
+        let expected = if kept { at } else { now() };
+        assert_eq!(
+            http(&body).unwrap().submitted_at,
+            expected,
+            "http, {ahead_secs}s ahead"
+        );
+        assert_eq!(
+            queue(&body, None).unwrap().submitted_at,
+            expected,
+            "queue, {ahead_secs}s ahead"
+        );
+    }
+    // The same bound for an AMQP timestamp standing in for submittedAt.
+    let origin = Origin::Queue {
+        message_id: Some("msg-1".into()),
+        timestamp: Some(now() + chrono::Duration::hours(2)),
+    };
+    let body = r#"{"guest":{"sessionId":"s"}}"#;
+    let sub = parse_with(body, origin, &SessionHasher::new(None)).unwrap();
+    assert_eq!(sub.submitted_at, now());
+}

@@ -247,9 +247,12 @@ fn genesys_dead(class: ErrorClass, error: &GenesysError) -> Decision {
         class,
         status: error.status(),
         code: body.and_then(|b| b.code.clone()),
-        message: body
-            .and_then(|b| b.message.clone())
-            .unwrap_or_else(|| error.to_string()),
+        // Masked again: a body may not have come through `ErrorBody::from_bytes`.
+        message: crate::privacy::mask_text(
+            &body
+                .and_then(|b| b.message.clone())
+                .unwrap_or_else(|| error.to_string()),
+        ),
         context_id: body.and_then(|b| b.context_id.clone()),
     })
 }

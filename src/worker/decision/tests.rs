@@ -222,6 +222,35 @@ fn a_genesys_dead_letter_keeps_status_code_message_and_context_id() {
 }
 
 #[test]
+fn a_genesys_dead_letter_masks_emails_and_phones_in_the_message() {
+    let rejected = Failure::Genesys(GenesysError::Rejected {
+        status: 400,
+        body: ErrorBody {
+            message: Some("phone +15551234567 of jane.doe@example.com is invalid".into()),
+            code: Some("bad.request".into()),
+            status: Some(400),
+            context_id: None,
+        },
+    });
+    let unavailable = Failure::Genesys(GenesysError::Unavailable {
+        status: Some(502),
+        reason: "proxy said: no route for jane.doe@example.com".into(),
+        body: None,
+    });
+    for (failure, attempt) in [(rejected, 1), (unavailable, 5)] {
+        let Decision::DeadLetter(dead) = decide(Err(&failure), &at(attempt, 0), &policy()) else {
+            panic!("not dead-lettered")
+        };
+        assert!(
+            !dead.message.contains("jane.doe@example.com"),
+            "{}",
+            dead.message
+        );
+        assert!(!dead.message.contains("5551234567"), "{}", dead.message);
+    }
+}
+
+#[test]
 fn during_an_outage_systemic_failures_retry_without_burning_an_attempt() {
     let mut state = at(5, 0);
     state.outage = true;
