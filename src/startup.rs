@@ -101,7 +101,11 @@ impl Components {
             budget,
             metrics.clone(),
         ));
-        let crm = Arc::new(CrmClient::from_settings(http, &settings.crm, metrics.clone()));
+        let crm = Arc::new(CrmClient::from_settings(
+            http,
+            &settings.crm,
+            metrics.clone(),
+        ));
         let connect_timeout = settings.amqp.connect_timeout();
         let publish_broker = Broker::connecting(
             &settings.amqp.url,

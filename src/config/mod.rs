@@ -897,14 +897,19 @@ impl CrmSettings {
                 let sf = &self.salesforce;
                 url("crm.salesforce.my_domain", &sf.my_domain)?;
                 set("crm.salesforce.client_id", &sf.client_id)?;
-                set("crm.salesforce.client_secret", sf.client_secret.expose_secret())?;
+                set(
+                    "crm.salesforce.client_secret",
+                    sf.client_secret.expose_secret(),
+                )?;
                 let version_ok = sf
                     .api_version
                     .split_once('.')
                     .is_some_and(|(major, minor)| {
                         !major.is_empty()
                             && !minor.is_empty()
-                            && (major.to_owned() + minor).chars().all(|c| c.is_ascii_digit())
+                            && (major.to_owned() + minor)
+                                .chars()
+                                .all(|c| c.is_ascii_digit())
                     });
                 if !version_ok {
                     return invalid("crm.salesforce.api_version", "not a version such as 62.0");
@@ -919,8 +924,15 @@ impl CrmSettings {
                 url("crm.dynamics.login_url", &d.login_url)?;
                 set("crm.dynamics.tenant", &d.tenant)?;
                 set("crm.dynamics.client_id", &d.client_id)?;
-                set("crm.dynamics.client_secret", d.client_secret.expose_secret())?;
-                if !d.tenant.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+                set(
+                    "crm.dynamics.client_secret",
+                    d.client_secret.expose_secret(),
+                )?;
+                if !d
+                    .tenant
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+                {
                     return invalid("crm.dynamics.tenant", "not a tenant id or domain");
                 }
                 if !d.entity_set.is_empty() && !is_crm_name(&d.entity_set) {
@@ -978,7 +990,10 @@ impl CrmFieldSettings {
             ("crm.fields.loyalty_tier", self.loyalty_tier.as_deref()),
             ("crm.fields.account_status", self.account_status.as_deref()),
             ("crm.fields.loyalty_points", self.loyalty_points.as_deref()),
-            ("crm.fields.previous_tickets", self.previous_tickets.as_deref()),
+            (
+                "crm.fields.previous_tickets",
+                self.previous_tickets.as_deref(),
+            ),
             ("crm.fields.session_hash", self.session_hash.as_deref()),
             ("crm.fields.phone_search", self.phone_search.as_deref()),
         ]

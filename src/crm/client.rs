@@ -65,8 +65,13 @@ impl CrmClient {
     /// A client of the generic REST contract, `{base_url}/customers`.
     pub fn new(http: reqwest::Client, config: CrmClientConfig<'_>, metrics: Arc<Metrics>) -> Self {
         let fields = super::fields::FieldMap::new(CrmKind::Rest, &Default::default());
-        let backend =
-            super::rest::RestCrm::new(http, config.base_url, config.api_key, config.timeout, fields);
+        let backend = super::rest::RestCrm::new(
+            http,
+            config.base_url,
+            config.api_key,
+            config.timeout,
+            fields,
+        );
         Self::with_backend(Box::new(backend), config.timeout, config.cache_ttl, metrics)
     }
 
@@ -86,9 +91,9 @@ impl CrmClient {
                 timeout,
                 fields,
             )),
-            CrmKind::Salesforce => Box::new(super::salesforce::Salesforce::new(
-                http, settings, fields,
-            )),
+            CrmKind::Salesforce => {
+                Box::new(super::salesforce::Salesforce::new(http, settings, fields))
+            }
             CrmKind::Dynamics => Box::new(super::dynamics::Dynamics::new(http, settings, fields)),
         };
         Self::with_backend(backend, timeout, settings.cache_ttl(), metrics)

@@ -150,15 +150,13 @@ impl Dynamics {
                 let wait = retry_after(&answer.headers).unwrap_or(DEFAULT_RETRY_AFTER);
                 Err(CrmError::RateLimited(wait))
             }
-            status => Err(
-                match serde_json::from_slice::<ODataError>(&answer.body) {
-                    Ok(e) => CrmError::Refused {
-                        status,
-                        code: e.error.code,
-                    },
-                    Err(_) => CrmError::Status(status),
+            status => Err(match serde_json::from_slice::<ODataError>(&answer.body) {
+                Ok(e) => CrmError::Refused {
+                    status,
+                    code: e.error.code,
                 },
-            ),
+                Err(_) => CrmError::Status(status),
+            }),
         }
     }
 
@@ -333,7 +331,11 @@ mod tests {
     #[test]
     fn a_hostile_value_never_changes_the_query_string() {
         for value in HOSTILE {
-            let query = odata_query(&["contactid", "emailaddress1"], Some(&odata_eq("emailaddress1", value)), 1);
+            let query = odata_query(
+                &["contactid", "emailaddress1"],
+                Some(&odata_eq("emailaddress1", value)),
+                1,
+            );
             let options: Vec<&str> = query.split('&').collect();
             assert_eq!(options.len(), 3, "{query}");
             assert_eq!(options[0], "$select=contactid%2Cemailaddress1");
@@ -347,7 +349,10 @@ mod tests {
         for value in HOSTILE {
             let (read, after) = unquote(rest.strip_prefix("telephone1 eq ").unwrap()).unwrap();
             assert_eq!(read, value);
-            rest = after.strip_prefix(" or ").or_else(|| after.strip_prefix(')')).unwrap();
+            rest = after
+                .strip_prefix(" or ")
+                .or_else(|| after.strip_prefix(')'))
+                .unwrap();
         }
         assert_eq!(rest, "");
     }

@@ -94,8 +94,8 @@ impl FieldMap {
         let (names, session) = defaults(kind);
         let configured = settings.entries();
         let fields = std::array::from_fn(|i| resolve(configured[i].1, Some(names[i])));
-        let phone_search = resolve(settings.phone_search.as_deref(), None)
-            .or_else(|| fields[4].clone());
+        let phone_search =
+            resolve(settings.phone_search.as_deref(), None).or_else(|| fields[4].clone());
         Self {
             session_hash: resolve(settings.session_hash.as_deref(), session),
             phone_search,
@@ -185,7 +185,16 @@ mod tests {
         assert_eq!(sf.email(), Some("Email"));
         assert_eq!(sf.session_hash, None);
         let d = FieldMap::new(CrmKind::Dynamics, &CrmFieldSettings::default());
-        assert_eq!(d.columns()[..5], ["contactid", "firstname", "lastname", "emailaddress1", "telephone1"]);
+        assert_eq!(
+            d.columns()[..5],
+            [
+                "contactid",
+                "firstname",
+                "lastname",
+                "emailaddress1",
+                "telephone1"
+            ]
+        );
         let custom = CrmFieldSettings {
             loyalty_tier: Some("Tier__c".into()),
             previous_tickets: Some(String::new()),
@@ -212,7 +221,12 @@ mod tests {
         assert_eq!(customer.first_name.as_deref(), Some("Jane"));
         assert_eq!(customer.last_name, None);
         assert_eq!(customer.loyalty_tier.as_deref(), Some("Gold"));
-        assert_eq!((customer.loyalty_points, customer.previous_tickets), (Some(1200), Some(2)));
-        assert!(map.customer(json!({"FirstName": "x"}).as_object().unwrap()).is_err());
+        assert_eq!(
+            (customer.loyalty_points, customer.previous_tickets),
+            (Some(1200), Some(2))
+        );
+        assert!(map
+            .customer(json!({"FirstName": "x"}).as_object().unwrap())
+            .is_err());
     }
 }

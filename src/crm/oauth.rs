@@ -167,7 +167,11 @@ impl TokenCache {
         let mut retried = false;
         loop {
             let token = self.token().await?;
-            let mut request = self.http.get(url).bearer_auth(token.expose()).timeout(timeout);
+            let mut request = self
+                .http
+                .get(url)
+                .bearer_auth(token.expose())
+                .timeout(timeout);
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }

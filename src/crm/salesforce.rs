@@ -75,7 +75,12 @@ pub fn soql_string(value: &str) -> String {
 
 /// `SELECT {columns} FROM {object} WHERE {condition} LIMIT {limit}`; names come from the
 /// validated configuration, values only through [`soql_string`].
-pub fn soql_select(columns: &[&str], object: &str, condition: Option<&str>, limit: usize) -> String {
+pub fn soql_select(
+    columns: &[&str],
+    object: &str,
+    condition: Option<&str>,
+    limit: usize,
+) -> String {
     let mut soql = format!("SELECT {} FROM {object}", columns.join(", "));
     if let Some(condition) = condition {
         soql.push_str(" WHERE ");
@@ -182,7 +187,11 @@ impl Salesforce {
             if !high {
                 self.warned.store(false, Ordering::Relaxed);
             }
-            tracing::debug!(crm.api_usage = used, crm.api_limit = limit, "Salesforce API usage");
+            tracing::debug!(
+                crm.api_usage = used,
+                crm.api_limit = limit,
+                "Salesforce API usage"
+            );
         }
     }
 
@@ -265,7 +274,9 @@ impl Salesforce {
             }
         }
         if let (Some(field), Some(hash)) = (&self.fields.session_hash, &guest.session_hash) {
-            let records = self.query(&self.select(&soql_equals(field, hash), 1)).await?;
+            let records = self
+                .query(&self.select(&soql_equals(field, hash), 1))
+                .await?;
             if let Some(record) = records.first() {
                 return self.fields.customer(record).map(Some);
             }
@@ -355,7 +366,10 @@ mod tests {
                         'f' | 'F' => value.push('\u{c}'),
                         '"' | '\'' | '\\' => value.push(e),
                         'u' => {
-                            let hex: String = (0..4).filter_map(|_| chars.next()).map(|(_, c)| c).collect();
+                            let hex: String = (0..4)
+                                .filter_map(|_| chars.next())
+                                .map(|(_, c)| c)
+                                .collect();
                             value.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
                         }
                         _ => return None,
@@ -395,8 +409,15 @@ mod tests {
     #[test]
     fn a_hostile_email_never_changes_the_query() {
         for value in HOSTILE {
-            let soql = soql_select(&["Id", "Email"], "Contact", Some(&soql_equals("Email", value)), 1);
-            let tail = soql.strip_prefix("SELECT Id, Email FROM Contact WHERE Email = ").unwrap();
+            let soql = soql_select(
+                &["Id", "Email"],
+                "Contact",
+                Some(&soql_equals("Email", value)),
+                1,
+            );
+            let tail = soql
+                .strip_prefix("SELECT Id, Email FROM Contact WHERE Email = ")
+                .unwrap();
             let (read, rest) = unquote(tail).unwrap();
             assert_eq!((read.as_str(), rest), (value, " LIMIT 1"), "{soql}");
         }
@@ -405,7 +426,10 @@ mod tests {
         for value in HOSTILE {
             let (read, after) = unquote(rest).unwrap();
             assert_eq!(read, value);
-            rest = after.strip_prefix(", ").or_else(|| after.strip_prefix(')')).unwrap();
+            rest = after
+                .strip_prefix(", ")
+                .or_else(|| after.strip_prefix(')'))
+                .unwrap();
         }
         assert_eq!(rest, "");
     }

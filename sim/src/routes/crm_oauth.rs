@@ -109,7 +109,11 @@ pub(crate) async fn salesforce_token(
     latency(&sim).await;
     let form = form(&body);
     let response = if sim.knobs().crm_down {
-        oauth_error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "sandbox is down")
+        oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "sandbox is down",
+        )
     } else if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         oauth_error(
             StatusCode::BAD_REQUEST,
@@ -166,11 +170,25 @@ pub(crate) async fn microsoft_token(
             .into_response()
     };
     let response = if sim.knobs().crm_down {
-        oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "sandbox is down")
+        oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "sandbox is down",
+        )
     } else if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        aad(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        aad(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        )
     } else if !credentials_ok(&sim, &form) {
-        aad(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided.")
+        aad(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided.",
+        )
     } else if !form.get("scope").is_some_and(|s| s.ends_with("/.default")) {
         aad(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")
     } else {

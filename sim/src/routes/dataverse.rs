@@ -67,14 +67,20 @@ fn column_value(c: &Customer, column: &str) -> Value {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 fn no_property(name: &str) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         "0x0",
-        &format!("Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.contact'."),
+        &format!(
+            "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.contact'."
+        ),
     )
 }
 
@@ -158,7 +164,11 @@ pub(crate) fn parse_filter(text: &str) -> Result<Filter, String> {
 /// Authentication, `crmDown` and the service protection limit.
 fn admit(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
     if sim.knobs().crm_down {
-        return Some(error(StatusCode::SERVICE_UNAVAILABLE, "0x80040216", "The sandbox is down."));
+        return Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "0x80040216",
+            "The sandbox is down.",
+        ));
     }
     if !authorized(sim, headers, MICROSOFT) {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
@@ -186,7 +196,10 @@ fn admit(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
     format!("http://{host}")
 }
 
@@ -198,13 +211,23 @@ pub(crate) async fn entity_set(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     latency(&sim).await;
-    let response = admit(&sim, &headers).unwrap_or_else(|| run_query(&sim, &set, &headers, &params));
+    let response =
+        admit(&sim, &headers).unwrap_or_else(|| run_query(&sim, &set, &headers, &params));
     record(&sim, Route::DataverseQuery, &headers, response)
 }
 
-fn run_query(sim: &Sim, set: &str, headers: &HeaderMap, params: &HashMap<String, String>) -> Response {
+fn run_query(
+    sim: &Sim,
+    set: &str,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Response {
     if set != "contacts" {
-        return error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{set}'."));
+        return error(
+            StatusCode::NOT_FOUND,
+            "0x8006088a",
+            &format!("Resource not found for the segment '{set}'."),
+        );
     }
     let select: Vec<&str> = params
         .get("$select")
@@ -225,7 +248,13 @@ fn run_query(sim: &Sim, set: &str, headers: &HeaderMap, params: &HashMap<String,
     let top = match params.get("$top").map(|t| t.parse::<usize>()) {
         None => 5000,
         Some(Ok(n)) => n,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "0x80060888", "Invalid value for $top."),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "0x80060888",
+                "Invalid value for $top.",
+            )
+        }
     };
     let inner = sim.lock();
     let rows: Vec<Value> = inner
@@ -242,7 +271,10 @@ fn run_query(sim: &Sim, set: &str, headers: &HeaderMap, params: &HashMap<String,
         .take(top)
         .map(|c| {
             let mut row = Map::new();
-            row.insert("@odata.etag".into(), json!(format!("W/\"{}\"", 1000 + c.id.len())));
+            row.insert(
+                "@odata.etag".into(),
+                json!(format!("W/\"{}\"", 1000 + c.id.len())),
+            );
             for column in &select {
                 row.insert((*column).into(), column_value(c, column));
             }

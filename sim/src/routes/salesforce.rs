@@ -71,7 +71,10 @@ fn field_value(customer: &Customer, field: &str) -> Value {
         // Number fields are doubles in the REST API's JSON.
         "Loyalty_Points__c" => json!(customer.loyalty_points as f64),
         "Previous_Tickets__c" => json!(customer.previous_tickets as f64),
-        "Session_Hash__c" => customer.session_hash.as_deref().map_or(Value::Null, |h| json!(h)),
+        "Session_Hash__c" => customer
+            .session_hash
+            .as_deref()
+            .map_or(Value::Null, |h| json!(h)),
         _ => Value::Null,
     }
 }
@@ -84,7 +87,11 @@ fn canonical_field(name: &str) -> Option<&'static str> {
 }
 
 fn errors(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!([{ "message": message, "errorCode": code }]))).into_response()
+    (
+        status,
+        Json(json!([{ "message": message, "errorCode": code }])),
+    )
+        .into_response()
 }
 
 /// A parsed query.
@@ -149,7 +156,10 @@ fn tokens(soql: &str) -> Result<Vec<Token>, String> {
             out.push(Token::Number(n.parse().map_err(|_| "number too large")?));
         } else if c.is_ascii_alphabetic() || c == '_' {
             let mut w = String::new();
-            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_alphanumeric() || **d == '_') {
+            while let Some(&d) = chars
+                .peek()
+                .filter(|d| d.is_ascii_alphanumeric() || **d == '_')
+            {
                 w.push(d);
                 chars.next();
             }
@@ -201,7 +211,9 @@ pub(crate) fn parse(soql: &str) -> Result<Soql, String> {
                 loop {
                     match it.next() {
                         Some(Token::Text(v)) => values.push(v),
-                        other => return Err(format!("expecting a string literal, found {other:?}")),
+                        other => {
+                            return Err(format!("expecting a string literal, found {other:?}"))
+                        }
                     }
                     match it.next() {
                         Some(Token::Punct(',')) => continue,
@@ -301,16 +313,27 @@ pub(crate) async fn query(
 
 fn run_query(sim: &Sim, version: &str, q: Option<&String>) -> Response {
     if !version_ok(version) {
-        return errors(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+        return errors(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        );
     }
     let Some(q) = q else {
-        return errors(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "A query string has to be specified",
+        );
     };
     let soql = match parse(q) {
         Ok(soql) => soql,
         Err(message) => return errors(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", &message),
     };
-    let Some(object) = OBJECTS.iter().find(|o| o.eq_ignore_ascii_case(&soql.object)) else {
+    let Some(object) = OBJECTS
+        .iter()
+        .find(|o| o.eq_ignore_ascii_case(&soql.object))
+    else {
         return errors(
             StatusCode::BAD_REQUEST,
             "INVALID_TYPE",
@@ -319,7 +342,12 @@ fn run_query(sim: &Sim, version: &str, q: Option<&String>) -> Response {
     };
     let mut fields = Vec::new();
     let condition_field = soql.condition.as_ref().map(|(f, _)| f.as_str());
-    for name in soql.fields.iter().map(String::as_str).chain(condition_field) {
+    for name in soql
+        .fields
+        .iter()
+        .map(String::as_str)
+        .chain(condition_field)
+    {
         match canonical_field(name) {
             Some(field) => fields.push(field),
             None => {
@@ -341,7 +369,9 @@ fn run_query(sim: &Sim, version: &str, q: Option<&String>) -> Response {
             Some((field, values)) => {
                 let have = field_value(c, canonical_field(field).unwrap_or("Id"));
                 have.as_str().is_some_and(|have| {
-                    values.iter().any(|v| v.to_lowercase() == have.to_lowercase())
+                    values
+                        .iter()
+                        .any(|v| v.to_lowercase() == have.to_lowercase())
                 })
             }
         })
@@ -390,7 +420,11 @@ pub(crate) async fn describe(
                     }))
                     .into_response()
                 }
-                _ => errors(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist"),
+                _ => errors(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "The requested resource does not exist",
+                ),
             };
             set_limit_info(&mut response, &info);
             response
@@ -405,8 +439,12 @@ mod tests {
 
     #[test]
     fn soql_is_parsed_and_an_unescaped_quote_is_malformed() {
-        let q = parse("SELECT Id, Email FROM Contact WHERE Email = 'o\\'brien@x.com' LIMIT 1").unwrap();
-        assert_eq!(q.condition, Some(("Email".into(), vec!["o'brien@x.com".into()])));
+        let q =
+            parse("SELECT Id, Email FROM Contact WHERE Email = 'o\\'brien@x.com' LIMIT 1").unwrap();
+        assert_eq!(
+            q.condition,
+            Some(("Email".into(), vec!["o'brien@x.com".into()]))
+        );
         assert_eq!(q.limit, Some(1));
         let q = parse("SELECT Id FROM Contact WHERE Phone IN ('+1 555', '(555) 1')").unwrap();
         assert_eq!(q.condition.unwrap().1.len(), 2);
