@@ -10,6 +10,8 @@
 //!   letters;
 //! - `ingest` — the HTTP edge: 4xx for bad input, 503 without a broker;
 //! - `genesys` — the resolver, External Contacts, transfers, the 429-aware budget, outage mode;
+//! - `crm` — the REST, Salesforce and Dynamics CRMs on one table of customers, hostile values,
+//!   limits, calls per lookup and the cache on a redelivery burst;
 //! - `dlq` — `prechat-enricher dlq`: stats, list, replay, purge;
 //! - `metrics` — `/metrics` against what happened, and the dashboards;
 //! - `refusal` — follow-up publishes the broker refuses are held, not looped;
@@ -20,6 +22,7 @@
 
 mod chaos;
 mod common;
+mod crm;
 mod dlq;
 mod failures;
 mod genesys;
