@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::crm::CustomerDirectory;
 use crate::dlq::{DlqCommand, Target, UsageError, MOVE_WARNING};
 use crate::queue::depth::ManagementApi;
 use crate::shutdown::on_signal;
@@ -249,11 +248,16 @@ async fn check(settings: Settings) -> anyhow::Result<i32> {
         }
     }
     failures += check_bindings(&components).await;
-    if components.crm.probe().await {
-        println!("crm: ok");
-    } else {
-        failures += 1;
-        println!("crm: unavailable at {}", components.settings.crm.base_url);
+    match components.crm.verify().await {
+        Ok(checked) => println!("crm: ok, {checked}"),
+        Err(error @ crate::crm::CrmError::MissingFields(..)) => {
+            failures += 1;
+            println!("crm: {}: {error}", components.crm.target());
+        }
+        Err(error) => {
+            failures += 1;
+            println!("crm: unavailable at {}: {error}", components.crm.target());
+        }
     }
     match components.genesys.check_credentials().await {
         Ok(()) => println!(

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::crm::client::CrmClientConfig;
 use crate::crm::CrmClient;
 use crate::genesys::auth::TokenProvider;
 use crate::genesys::{Budget, GenesysClient, GenesysConfig};
@@ -103,13 +102,11 @@ impl Components {
             budget,
             metrics.clone(),
         ));
-        let crm_config = CrmClientConfig {
-            base_url: &settings.crm.base_url,
-            api_key: settings.crm.api_key.clone(),
-            timeout: settings.crm.timeout(),
-            cache_ttl: settings.crm.cache_ttl(),
-        };
-        let crm = Arc::new(CrmClient::new(http, crm_config, metrics.clone()));
+        let crm = Arc::new(CrmClient::from_settings(
+            http,
+            &settings.crm,
+            metrics.clone(),
+        ));
         let connect_timeout = settings.amqp.connect_timeout();
         let publish_broker = Broker::connecting(
             &settings.amqp.url,

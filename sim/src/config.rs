@@ -16,6 +16,10 @@ pub struct SimConfig {
     pub client_secret: String,
     /// Bearer key the CRM sandbox expects on `GET /customers`. Default `sandbox-crm-key`.
     pub crm_api_key: String,
+    /// OAuth client id the Salesforce and Microsoft token endpoints accept. Default `sandbox-crm-client`.
+    pub crm_client_id: String,
+    /// OAuth client secret the Salesforce and Microsoft token endpoints accept. Default `sandbox-crm-secret`.
+    pub crm_client_secret: String,
     /// Lifetime of an issued access token, in seconds (`expires_in`). Default 86400 (Genesys' default).
     pub token_lifetime_secs: u64,
     /// Calls allowed per token in a fixed 60 s window. Default 300 (Genesys' default for
@@ -50,6 +54,8 @@ impl Default for SimConfig {
             client_id: "sandbox-client".to_owned(),
             client_secret: "sandbox-secret".to_owned(),
             crm_api_key: "sandbox-crm-key".to_owned(),
+            crm_client_id: "sandbox-crm-client".to_owned(),
+            crm_client_secret: "sandbox-crm-secret".to_owned(),
             token_lifetime_secs: 86_400,
             requests_per_minute: 300,
             latency_ms: 0,
@@ -77,6 +83,13 @@ pub struct Knobs {
     pub index_delay_ms: u64,
     /// When true the CRM answers 503 to everything.
     pub crm_down: bool,
+    /// The Salesforce org's daily API request limit (`Sforce-Limit-Info`); past it, API
+    /// calls answer 403 `REQUEST_LIMIT_EXCEEDED`.
+    pub salesforce_api_limit: u64,
+    /// How many Dataverse Web API calls still answer 429 (service protection limit).
+    pub dataverse_throttled_calls: u32,
+    /// The `Retry-After` of those 429s, in seconds.
+    pub dataverse_retry_after_secs: u64,
     /// Whether plain contact creates and full updates claim emails and phones as identifiers
     /// (see [`SimConfig::claim_identifiers_on_create`]).
     pub claim_identifiers_on_create: bool,
@@ -93,6 +106,9 @@ impl From<&SimConfig> for Knobs {
             error_rate: config.error_rate.clamp(0.0, 1.0),
             index_delay_ms: config.index_delay_ms,
             crm_down: false,
+            salesforce_api_limit: 15_000,
+            dataverse_throttled_calls: 0,
+            dataverse_retry_after_secs: 1,
             claim_identifiers_on_create: config.claim_identifiers_on_create,
             attribute_patch_replaces: config.attribute_patch_replaces,
         }
@@ -113,6 +129,12 @@ pub struct KnobsUpdate {
     pub index_delay_ms: Option<u64>,
     /// CRM down or up.
     pub crm_down: Option<bool>,
+    /// New Salesforce daily API limit.
+    pub salesforce_api_limit: Option<u64>,
+    /// The next this many Dataverse calls answer 429.
+    pub dataverse_throttled_calls: Option<u32>,
+    /// `Retry-After` of those 429s.
+    pub dataverse_retry_after_secs: Option<u64>,
     /// Plain contact creates claim identifiers or not.
     pub claim_identifiers_on_create: Option<bool>,
     /// Attribute PATCHes replace or merge.
@@ -136,6 +158,15 @@ impl Knobs {
         }
         if let Some(down) = update.crm_down {
             self.crm_down = down;
+        }
+        if let Some(limit) = update.salesforce_api_limit {
+            self.salesforce_api_limit = limit;
+        }
+        if let Some(n) = update.dataverse_throttled_calls {
+            self.dataverse_throttled_calls = n;
+        }
+        if let Some(secs) = update.dataverse_retry_after_secs {
+            self.dataverse_retry_after_secs = secs;
         }
         if let Some(claim) = update.claim_identifiers_on_create {
             self.claim_identifiers_on_create = claim;

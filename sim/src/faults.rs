@@ -44,6 +44,18 @@ pub enum Route {
     ReplaceQueue,
     /// `GET /customers` (the CRM sandbox).
     CrmCustomers,
+    /// `POST /services/oauth2/token` (Salesforce).
+    SalesforceToken,
+    /// `GET /services/data/vXX.X/query` (Salesforce).
+    SalesforceQuery,
+    /// `GET /services/data/vXX.X/sobjects/{object}/describe` (Salesforce).
+    SalesforceDescribe,
+    /// `POST /{tenant}/oauth2/v2.0/token` (Microsoft identity platform).
+    DataverseToken,
+    /// `GET /api/data/v9.2/{entity_set}` (Dataverse).
+    DataverseQuery,
+    /// `GET /api/data/v9.2/EntityDefinitions(LogicalName='…')/Attributes` (Dataverse).
+    DataverseMetadata,
 }
 
 impl Route {
@@ -67,6 +79,12 @@ impl Route {
             Route::RoutingQueues => "routing_queues",
             Route::ReplaceQueue => "replace_queue",
             Route::CrmCustomers => "crm_customers",
+            Route::SalesforceToken => "salesforce_token",
+            Route::SalesforceQuery => "salesforce_query",
+            Route::SalesforceDescribe => "salesforce_describe",
+            Route::DataverseToken => "dataverse_token",
+            Route::DataverseQuery => "dataverse_query",
+            Route::DataverseMetadata => "dataverse_metadata",
         }
     }
 
@@ -78,7 +96,13 @@ impl Route {
             Route::Token
             | Route::GetConversation
             | Route::PatchAttributes
-            | Route::CrmCustomers => &[],
+            | Route::CrmCustomers
+            | Route::SalesforceToken
+            | Route::SalesforceQuery
+            | Route::SalesforceDescribe
+            | Route::DataverseToken
+            | Route::DataverseQuery
+            | Route::DataverseMetadata => &[],
             Route::GetGenericConversation => &["conversation:communication:view"],
             Route::AttributesSearch => &["conversation:participant:attributesview"],
             Route::IdentifierLookup | Route::GetContact => {

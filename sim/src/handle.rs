@@ -124,6 +124,29 @@ impl SimHandle {
         });
     }
 
+    /// Sets the Salesforce org's daily API limit (calls past it answer 403
+    /// `REQUEST_LIMIT_EXCEEDED`).
+    pub fn set_salesforce_api_limit(&self, limit: u64) {
+        self.sim.update_knobs(KnobsUpdate {
+            salesforce_api_limit: Some(limit),
+            ..KnobsUpdate::default()
+        });
+    }
+
+    /// Makes the next `calls` Dataverse Web API calls answer 429 with `Retry-After: secs`.
+    pub fn throttle_dataverse(&self, calls: u32, retry_after_secs: u64) {
+        self.sim.update_knobs(KnobsUpdate {
+            dataverse_throttled_calls: Some(calls),
+            dataverse_retry_after_secs: Some(retry_after_secs),
+            ..KnobsUpdate::default()
+        });
+    }
+
+    /// Invalidates every Salesforce and Microsoft token: the next CRM call with one gets 401.
+    pub fn revoke_crm_tokens(&self) {
+        self.sim.lock().crm_tokens.clear();
+    }
+
     /// Turns on or off whether plain contact creates claim their emails and phones as
     /// identifiers ([`crate::SimConfig::claim_identifiers_on_create`]).
     pub fn set_claim_identifiers_on_create(&self, claim: bool) {

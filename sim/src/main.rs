@@ -74,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
         client_id: cli.client_id.clone(),
         client_secret: cli.client_secret,
         crm_api_key: cli.crm_api_key,
+        crm_client_id: SimConfig::default().crm_client_id,
+        crm_client_secret: SimConfig::default().crm_client_secret,
         token_lifetime_secs: cli.token_lifetime_secs,
         requests_per_minute: cli.requests_per_minute,
         latency_ms: cli.latency_ms,

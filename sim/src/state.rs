@@ -53,6 +53,10 @@ pub(crate) struct Inner {
     pub queues: Vec<Queue>,
     /// External contacts as stored (`ExternalContact` JSON), in creation order.
     pub contacts: Vec<Value>,
+    /// Salesforce and Microsoft access tokens: token → (vendor, expiry).
+    pub crm_tokens: HashMap<String, (&'static str, Instant)>,
+    /// Salesforce API calls counted today (`Sforce-Limit-Info`).
+    pub salesforce_api_usage: u64,
 }
 
 impl Inner {
@@ -107,6 +111,8 @@ impl Sim {
             customers: Vec::new(),
             queues: Vec::new(),
             contacts: Vec::new(),
+            crm_tokens: HashMap::new(),
+            salesforce_api_usage: 0,
         };
         Self(Arc::new(Shared {
             config,

@@ -272,12 +272,39 @@ pub enum OnUnavailable {
     Retry,
 }
 
+/// Which CRM API the adapter speaks (`crm.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmKind {
+    /// The generic contract: `GET {base_url}/customers?email=&phone=&sessionHash=`.
+    #[default]
+    Rest,
+    /// Salesforce: SOQL through the REST API, OAuth client credentials of a connected app.
+    Salesforce,
+    /// Dynamics 365 / Dataverse Web API, client credentials at the Microsoft identity platform.
+    Dynamics,
+}
+
+impl CrmKind {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmKind::Rest => "rest",
+            CrmKind::Salesforce => "salesforce",
+            CrmKind::Dynamics => "dynamics",
+        }
+    }
+}
+
 /// `[crm]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct CrmSettings {
-    /// Base URL of the CRM's REST API (`{base_url}/customers`).
+    /// Which CRM API: `rest` (default), `salesforce`, `dynamics`.
+    #[serde(default)]
+    pub kind: CrmKind,
+    /// Base URL of the CRM's REST API (`{base_url}/customers`; `kind = "rest"` only).
     pub base_url: String,
-    /// Bearer key for the CRM.
+    /// Bearer key for the CRM (`kind = "rest"` only).
     pub api_key: SecretString,
     /// Lookup timeout.
     pub timeout_ms: u64,
@@ -285,6 +312,114 @@ pub struct CrmSettings {
     pub on_unavailable: OnUnavailable,
     /// How long a lookup's answer is reused (0 = no cache).
     pub cache_ttl_secs: u64,
+    /// The object searched: a Salesforce object (`Contact`, `Lead`, `Account` for person
+    /// accounts) or a Dataverse table's logical name (`contact`, `account`); empty = the
+    /// kind's default (`Contact`, `contact`).
+    #[serde(default)]
+    pub object: String,
+    /// ISO 3166 region in which a CRM phone number without a leading `+` is read before it is
+    /// compared with the guest's (empty = the region of the guest's own number).
+    #[serde(default)]
+    pub default_phone_region: String,
+    /// Which CRM field holds which customer attribute; an absent key takes the kind's default.
+    #[serde(default)]
+    pub fields: CrmFieldSettings,
+    /// `kind = "salesforce"`.
+    #[serde(default)]
+    pub salesforce: SalesforceSettings,
+    /// `kind = "dynamics"`.
+    #[serde(default)]
+    pub dynamics: DynamicsSettings,
+}
+
+/// `[crm.fields]`: CRM field (column) names. `None` = the kind's default, `""` = not mapped
+/// (never selected; for `email`, `phone` and `session_hash`: that lookup is skipped).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CrmFieldSettings {
+    /// The record's id (required).
+    pub id: Option<String>,
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// Email, searched first.
+    pub email: Option<String>,
+    /// Phone, searched second and compared after normalising.
+    pub phone: Option<String>,
+    /// Loyalty tier.
+    pub loyalty_tier: Option<String>,
+    /// Account status.
+    pub account_status: Option<String>,
+    /// Loyalty points.
+    pub loyalty_points: Option<String>,
+    /// Earlier tickets.
+    pub previous_tickets: Option<String>,
+    /// The hashed session id, searched last; Salesforce and Dynamics have no default (skipped).
+    pub session_hash: Option<String>,
+    /// The field the phone search runs on when it is not `phone` (e.g. a formula field that
+    /// holds the digits only); empty = `phone`.
+    pub phone_search: Option<String>,
+}
+
+/// `[crm.salesforce]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SalesforceSettings {
+    /// The org's My Domain URL, e.g. `https://acme.my.salesforce.com` (token and API host).
+    pub my_domain: String,
+    /// The connected app's consumer key.
+    pub client_id: String,
+    /// The connected app's consumer secret.
+    pub client_secret: SecretString,
+    /// REST API version, e.g. `62.0`.
+    pub api_version: String,
+    /// A token is renewed after this long (Salesforce does not say when a token expires; it
+    /// lasts the org's session timeout). A 401 drops it sooner.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for SalesforceSettings {
+    fn default() -> Self {
+        Self {
+            my_domain: String::new(),
+            client_id: String::new(),
+            client_secret: SecretString::from(String::new()),
+            api_version: "62.0".into(),
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+/// `[crm.dynamics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DynamicsSettings {
+    /// The environment URL, e.g. `https://acme.crm4.dynamics.com`.
+    pub environment_url: String,
+    /// Microsoft Entra tenant id (or domain).
+    pub tenant: String,
+    /// The app registration's client id.
+    pub client_id: String,
+    /// The app registration's client secret.
+    pub client_secret: SecretString,
+    /// The Microsoft identity platform's host.
+    pub login_url: String,
+    /// The table's entity set name; empty = the logical name plus `s` (`contacts`).
+    pub entity_set: String,
+}
+
+impl Default for DynamicsSettings {
+    fn default() -> Self {
+        Self {
+            environment_url: String::new(),
+            tenant: String::new(),
+            client_id: String::new(),
+            client_secret: SecretString::from(String::new()),
+            login_url: "https://login.microsoftonline.com".into(),
+            entity_set: String::new(),
+        }
+    }
 }
 
 /// `[genesys]`
@@ -829,10 +964,92 @@ impl ResolverSettings {
 
 impl CrmSettings {
     fn validate(&self) -> Result<(), InvalidSetting> {
-        if reqwest::Url::parse(&self.base_url).is_err() {
-            return invalid("crm.base_url", "not a URL");
+        let url = |key, value: &str| {
+            if reqwest::Url::parse(value).is_err() {
+                return invalid(key, "not a URL");
+            }
+            Ok(())
+        };
+        let set = |key, value: &str| {
+            if value.trim().is_empty() {
+                return invalid(key, "must be set for this crm.kind");
+            }
+            Ok(())
+        };
+        match self.kind {
+            CrmKind::Rest => url("crm.base_url", &self.base_url)?,
+            CrmKind::Salesforce => {
+                let sf = &self.salesforce;
+                url("crm.salesforce.my_domain", &sf.my_domain)?;
+                set("crm.salesforce.client_id", &sf.client_id)?;
+                set(
+                    "crm.salesforce.client_secret",
+                    sf.client_secret.expose_secret(),
+                )?;
+                let version_ok = sf
+                    .api_version
+                    .split_once('.')
+                    .is_some_and(|(major, minor)| {
+                        !major.is_empty()
+                            && !minor.is_empty()
+                            && (major.to_owned() + minor)
+                                .chars()
+                                .all(|c| c.is_ascii_digit())
+                    });
+                if !version_ok {
+                    return invalid("crm.salesforce.api_version", "not a version such as 62.0");
+                }
+                if sf.token_ttl_secs == 0 {
+                    return invalid("crm.salesforce.token_ttl_secs", "must be at least 1");
+                }
+            }
+            CrmKind::Dynamics => {
+                let d = &self.dynamics;
+                url("crm.dynamics.environment_url", &d.environment_url)?;
+                url("crm.dynamics.login_url", &d.login_url)?;
+                set("crm.dynamics.tenant", &d.tenant)?;
+                set("crm.dynamics.client_id", &d.client_id)?;
+                set(
+                    "crm.dynamics.client_secret",
+                    d.client_secret.expose_secret(),
+                )?;
+                if !d
+                    .tenant
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+                {
+                    return invalid("crm.dynamics.tenant", "not a tenant id or domain");
+                }
+                if !d.entity_set.is_empty() && !is_crm_name(&d.entity_set) {
+                    return invalid("crm.dynamics.entity_set", "not a name (letters, digits, _)");
+                }
+            }
+        }
+        if !self.object.is_empty() && !is_crm_name(&self.object) {
+            return invalid("crm.object", "not a name (letters, digits, _)");
+        }
+        if !self.default_phone_region.is_empty() && self.phone_region().is_none() {
+            return invalid(
+                "crm.default_phone_region",
+                "not an ISO 3166 alpha-2 region such as US or GB",
+            );
+        }
+        for (key, value) in self.fields.entries() {
+            if let Some(name) = value.filter(|n| !n.is_empty()) {
+                if !is_crm_name(name) {
+                    return invalid(key, "not a field name (letters, digits, _)");
+                }
+            }
+        }
+        if self.fields.id.as_deref() == Some("") {
+            return invalid("crm.fields.id", "must name a field");
         }
         Ok(())
+    }
+
+    /// [`CrmSettings::default_phone_region`], parsed.
+    pub fn phone_region(&self) -> Option<phonenumber::country::Id> {
+        self.default_phone_region.to_ascii_uppercase().parse().ok()
     }
 
     /// How long one lookup may take.
@@ -844,6 +1061,36 @@ impl CrmSettings {
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_secs)
     }
+}
+
+impl CrmFieldSettings {
+    /// Every field setting with its key.
+    pub fn entries(&self) -> [(&'static str, Option<&str>); 11] {
+        [
+            ("crm.fields.id", self.id.as_deref()),
+            ("crm.fields.first_name", self.first_name.as_deref()),
+            ("crm.fields.last_name", self.last_name.as_deref()),
+            ("crm.fields.email", self.email.as_deref()),
+            ("crm.fields.phone", self.phone.as_deref()),
+            ("crm.fields.loyalty_tier", self.loyalty_tier.as_deref()),
+            ("crm.fields.account_status", self.account_status.as_deref()),
+            ("crm.fields.loyalty_points", self.loyalty_points.as_deref()),
+            (
+                "crm.fields.previous_tickets",
+                self.previous_tickets.as_deref(),
+            ),
+            ("crm.fields.session_hash", self.session_hash.as_deref()),
+            ("crm.fields.phone_search", self.phone_search.as_deref()),
+        ]
+    }
+}
+
+/// A CRM object or field name: ASCII letters, digits and `_`, starting with a letter. Names
+/// go into queries, so nothing else is let through.
+fn is_crm_name(name: &str) -> bool {
+    name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl GenesysSettings {

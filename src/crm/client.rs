@@ -1,16 +1,17 @@
-//! The generic REST CRM adapter (README, "Configuration", `crm.*`):
-//! `GET {base_url}/customers?email=…&phone=…&sessionHash=…` with a bearer key; the first
-//! customer of the array wins; `[]` or 404 means not found; anything else (errors,
-//! timeouts, a body that is not an array) means the CRM is unavailable.
+//! The shared CRM client (README, "CRM"): whatever the kind, a lookup goes through the same
+//! short cache (moka), the same circuit breaker (failsafe), the same slowdown when the CRM
+//! asks to wait (`Retry-After`), the same metrics and the same `crm.on_unavailable` outcome.
+//! The kind ([`CrmBackend`]: [`super::rest`], [`super::salesforce`], [`super::dynamics`])
+//! only performs the fetch.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
+use super::backend::CrmBackend;
 use super::model::{matched_by, CrmOutcome, Customer};
-use crate::http_error::transport_reason;
+use crate::config::{CrmKind, CrmSettings};
 use crate::metrics::{CrmLabels, Metrics};
 use crate::submission::Submission;
 
@@ -36,24 +37,24 @@ type Breaker = failsafe::StateMachine<
     (),
 >;
 
-/// The HTTP CRM client, with a short lookup cache (moka) and a circuit breaker (failsafe)
-/// that stops calling a failing CRM.
+/// The CRM client: one [`CrmBackend`] behind a lookup cache, a circuit breaker that stops
+/// calling a failing CRM, and a slowdown that holds calls while the CRM asked to wait.
 pub struct CrmClient {
-    http: reqwest::Client,
-    url: String,
-    api_key: SecretString,
+    backend: Box<dyn CrmBackend>,
     timeout: Duration,
     cache: moka::future::Cache<String, Option<Customer>>,
     breaker: Breaker,
+    /// Until when the CRM asked not to be called (`Retry-After` of a 429).
+    slow_until: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
 
-/// Connection and cache settings of the CRM client.
+/// Connection and cache settings of the generic REST CRM client.
 pub struct CrmClientConfig<'a> {
     /// `{base_url}/customers`.
     pub base_url: &'a str,
     /// Bearer key.
-    pub api_key: SecretString,
+    pub api_key: secrecy::SecretString,
     /// Lookup timeout.
     pub timeout: Duration,
     /// How long a found / not-found answer is reused (zero = no cache).
@@ -61,8 +62,50 @@ pub struct CrmClientConfig<'a> {
 }
 
 impl CrmClient {
-    /// A client of `{base_url}/customers`.
+    /// A client of the generic REST contract, `{base_url}/customers`.
     pub fn new(http: reqwest::Client, config: CrmClientConfig<'_>, metrics: Arc<Metrics>) -> Self {
+        let fields = super::fields::FieldMap::new(CrmKind::Rest, &Default::default());
+        let backend = super::rest::RestCrm::new(
+            http,
+            config.base_url,
+            config.api_key,
+            config.timeout,
+            fields,
+        );
+        Self::with_backend(Box::new(backend), config.timeout, config.cache_ttl, metrics)
+    }
+
+    /// The client `crm.*` describes, for its `crm.kind`.
+    pub fn from_settings(
+        http: reqwest::Client,
+        settings: &CrmSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let fields = super::fields::FieldMap::new(settings.kind, &settings.fields);
+        let timeout = settings.timeout();
+        let backend: Box<dyn CrmBackend> = match settings.kind {
+            CrmKind::Rest => Box::new(super::rest::RestCrm::new(
+                http,
+                &settings.base_url,
+                settings.api_key.clone(),
+                timeout,
+                fields,
+            )),
+            CrmKind::Salesforce => {
+                Box::new(super::salesforce::Salesforce::new(http, settings, fields))
+            }
+            CrmKind::Dynamics => Box::new(super::dynamics::Dynamics::new(http, settings, fields)),
+        };
+        Self::with_backend(backend, timeout, settings.cache_ttl(), metrics)
+    }
+
+    /// A client around any backend.
+    pub fn with_backend(
+        backend: Box<dyn CrmBackend>,
+        timeout: Duration,
+        cache_ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let breaker = failsafe::Config::new()
             .failure_policy(failsafe::failure_policy::consecutive_failures(
                 BREAKER_FAILURES,
@@ -70,57 +113,84 @@ impl CrmClient {
             ))
             .build();
         Self {
-            http,
-            url: format!("{}/customers", config.base_url.trim_end_matches('/')),
-            api_key: config.api_key,
-            timeout: config.timeout,
+            backend,
+            timeout,
             cache: moka::future::Cache::builder()
-                .max_capacity(if config.cache_ttl.is_zero() {
-                    0
-                } else {
-                    10_000
-                })
-                .time_to_live(config.cache_ttl.max(Duration::from_millis(1)))
+                .max_capacity(if cache_ttl.is_zero() { 0 } else { 10_000 })
+                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
                 .build(),
             breaker,
+            slow_until: Mutex::new(None),
             metrics,
         }
     }
 
-    async fn fetch(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {
-        let mut request = self
-            .http
-            .get(&self.url)
-            .query(&query(submission))
-            .timeout(self.timeout);
-        if !self.api_key.expose_secret().is_empty() {
-            request = request.bearer_auth(self.api_key.expose_secret());
-        }
-        if let Some(traceparent) = crate::trace::outgoing() {
-            request = request.header("traceparent", traceparent);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CrmError::Transport(transport_reason(&e)))?;
-        match response.status().as_u16() {
-            404 => Ok(None),
-            200 => {
-                let customers: Vec<Customer> = response
-                    .json()
-                    .await
-                    .map_err(|e| CrmError::Unreadable(e.without_url().to_string()))?;
-                Ok(customers.into_iter().next())
-            }
-            status => Err(CrmError::Status(status)),
-        }
+    /// The kind and host, for messages.
+    pub fn target(&self) -> String {
+        self.backend.target()
     }
 
-    /// A lookup through the breaker; `Err` when the CRM failed or the breaker is open.
-    async fn guarded_fetch(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {
+    /// `topology check`: credentials, one harmless query, the mapped fields (not through the
+    /// breaker or the cache: it runs once, at the operator's request).
+    pub async fn verify(&self) -> Result<String, CrmError> {
+        self.backend.verify().await
+    }
+
+    /// Waits out a slowdown the CRM asked for, if it ends within the lookup's timeout;
+    /// otherwise the CRM counts as unavailable for this lookup, without a call.
+    async fn wait_for_slowdown(&self) -> Result<(), CrmError> {
+        let until = *self.slow_until.lock().expect("slowdown lock");
+        let Some(until) = until else { return Ok(()) };
+        let now = Instant::now();
+        if until <= now {
+            return Ok(());
+        }
+        let wait = until - now;
+        if wait > self.timeout {
+            return Err(CrmError::RateLimited(wait));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    fn slow_down(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut slow = self.slow_until.lock().expect("slowdown lock");
+        if slow.is_none_or(|current| current < until) {
+            *slow = Some(until);
+        }
+        tracing::warn!(
+            retry_after_ms = wait.as_millis() as u64,
+            "CRM asked to slow down; holding CRM calls"
+        );
+    }
+
+    /// A lookup through the breaker; `Err` when the CRM failed or the breaker is open. A 429
+    /// is waited out once when its `Retry-After` fits in the timeout (only the CRM's calls
+    /// wait: the Genesys budget is not involved).
+    async fn guarded<'a>(
+        &'a self,
+        call: impl Fn() -> futures_util::future::BoxFuture<'a, Result<Option<Customer>, CrmError>>,
+    ) -> Result<Option<Customer>, CrmError> {
         use failsafe::futures::CircuitBreaker;
         let started = Instant::now();
-        let result = self.breaker.call(self.fetch(submission)).await;
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            if let Err(e) = self.wait_for_slowdown().await {
+                break Err(failsafe::Error::Inner(e));
+            }
+            match self.breaker.call(call()).await {
+                Err(failsafe::Error::Inner(CrmError::RateLimited(wait))) => {
+                    self.slow_down(wait);
+                    if attempts < 2 && started.elapsed() + wait <= self.timeout {
+                        continue;
+                    }
+                    break Err(failsafe::Error::Inner(CrmError::RateLimited(wait)));
+                }
+                other => break other,
+            }
+        };
         self.metrics
             .crm_breaker_open
             .set(i64::from(!self.breaker.is_call_permitted()));
@@ -142,13 +212,34 @@ impl CrmClient {
     }
 }
 
-/// Why a CRM lookup failed (never with the lookup's values: they are personal data).
+/// Why a CRM lookup failed (never with the lookup's values: they are personal data, and
+/// CRMs echo queries in their messages, so only codes are kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrmError {
     /// The call did not complete.
     Transport(&'static str),
-    /// The CRM answered a status other than 200 or 404.
+    /// The CRM answered a status it should not have.
     Status(u16),
+    /// The CRM refused the call with an error code (`MALFORMED_QUERY`, `0x80060888`, …).
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The CRM's error code.
+        code: String,
+    },
+    /// The token endpoint refused the credentials (or failed).
+    Token {
+        /// HTTP status.
+        status: u16,
+        /// OAuth `error` (`invalid_client`, …).
+        code: String,
+    },
+    /// Salesforce: the org's API request limit is spent (403 `REQUEST_LIMIT_EXCEEDED`).
+    LimitExceeded,
+    /// The CRM asked to wait this long (429 with `Retry-After`).
+    RateLimited(Duration),
+    /// Mapped fields the object does not have (`topology check`): `(key, field)`.
+    MissingFields(String, Vec<(String, String)>),
     /// The answer was not the expected JSON.
     Unreadable(String),
     /// The breaker is open after a run of failures; no call was made.
@@ -160,6 +251,21 @@ impl std::fmt::Display for CrmError {
         match self {
             CrmError::Transport(reason) => f.write_str(reason),
             CrmError::Status(status) => write!(f, "answered {status}"),
+            CrmError::Refused { status, code } => write!(f, "answered {status} {code}"),
+            CrmError::Token { status, code } => {
+                write!(f, "token request answered {status} {code}")
+            }
+            CrmError::LimitExceeded => f.write_str("API request limit exceeded"),
+            CrmError::RateLimited(wait) => {
+                write!(f, "rate limited, retry after {} ms", wait.as_millis())
+            }
+            CrmError::MissingFields(object, missing) => {
+                let list: Vec<String> = missing
+                    .iter()
+                    .map(|(key, field)| format!("{key} = {field:?}"))
+                    .collect();
+                write!(f, "{object} has no field {}", list.join(", "))
+            }
             CrmError::Unreadable(reason) => write!(f, "answer not understood: {reason}"),
             CrmError::BreakerOpen => f.write_str("circuit breaker open"),
         }
@@ -168,40 +274,34 @@ impl std::fmt::Display for CrmError {
 
 impl std::error::Error for CrmError {}
 
-/// The identifiers a submission has, as query parameters.
-fn query(submission: &Submission) -> Vec<(&'static str, &str)> {
-    let mut query = Vec::new();
-    if let Some(email) = &submission.guest.email {
-        query.push(("email", email.as_str()));
-    }
-    if let Some(phone) = &submission.guest.phone {
-        query.push(("phone", phone.as_str()));
-    }
-    if let Some(hash) = &submission.guest.session_hash {
-        query.push(("sessionHash", hash.as_str()));
-    }
-    query
+/// The cache key of a submission: its identifiers.
+fn cache_key(submission: &Submission) -> String {
+    let guest = &submission.guest;
+    format!(
+        "email={}&phone={}&sessionHash={}",
+        guest.email.as_ref().map(|e| e.as_str()).unwrap_or(""),
+        guest.phone.as_ref().map(|p| p.as_str()).unwrap_or(""),
+        guest.session_hash.as_deref().unwrap_or("")
+    )
 }
 
 impl CustomerDirectory for CrmClient {
     async fn lookup(&self, submission: &Submission) -> CrmOutcome {
-        let key = query(submission)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let found = match self.cache.get(&key).await {
-            Some(found) => {
-                self.metrics.crm_cache_hits.inc();
-                Ok(found)
-            }
-            None => {
-                let fetched = self.guarded_fetch(submission).await;
-                if let Ok(found) = &fetched {
-                    self.cache.insert(key, found.clone()).await;
+        // Concurrent lookups of the same identifiers (a redelivery burst) share one fetch;
+        // a failed fetch is not cached.
+        let entry = self
+            .cache
+            .entry(cache_key(submission))
+            .or_try_insert_with(self.guarded(|| self.backend.fetch(submission)))
+            .await;
+        let found = match entry {
+            Ok(entry) => {
+                if !entry.is_fresh() {
+                    self.metrics.crm_cache_hits.inc();
                 }
-                fetched
+                Ok(entry.into_value())
             }
+            Err(reason) => Err((*reason).clone()),
         };
         let outcome = match found {
             Ok(Some(customer)) => CrmOutcome::Found {
@@ -224,7 +324,13 @@ impl CustomerDirectory for CrmClient {
     }
 
     async fn probe(&self) -> bool {
-        let probe = Submission::probe("prechat-enricher-probe");
-        self.guarded_fetch(&probe).await.is_ok()
+        self.guarded(|| {
+            Box::pin(async {
+                self.backend.probe().await?;
+                Ok(None)
+            })
+        })
+        .await
+        .is_ok()
     }
 }

@@ -13,6 +13,8 @@
 //!   worker's `/readyz`;
 //! - `hostile_input` — oversized AMQP bodies, client clocks far off;
 //! - `genesys` — the resolver, External Contacts, transfers, the 429-aware budget, outage mode;
+//! - `crm` — the REST, Salesforce and Dynamics CRMs on one table of customers, hostile values,
+//!   limits, calls per lookup and the cache on a redelivery burst;
 //! - `dlq` — `prechat-enricher dlq`: stats, list, replay, purge;
 //! - `metrics` — `/metrics` against what happened, and the dashboards;
 //! - `openapi` — `/openapi.json` against the routes the ingest serves;
@@ -27,6 +29,7 @@
 mod chaos;
 mod common;
 mod connections;
+mod crm;
 mod dlq;
 mod failures;
 mod genesys;

@@ -4,7 +4,10 @@ pub(crate) mod contacts;
 mod control;
 mod conversations;
 mod crm;
+mod crm_oauth;
+mod dataverse;
 mod routing;
+mod salesforce;
 mod search;
 
 use axum::http::StatusCode;
@@ -18,7 +21,8 @@ use crate::faults::Route;
 use crate::gate;
 use crate::state::Sim;
 
-/// Every route of the sandbox: `/oauth/token`, `/api/v2/...`, `/customers` and `/sim/...`.
+/// Every route of the sandbox: `/oauth/token`, `/api/v2/...`, `/customers`, the Salesforce
+/// (`/services/...`) and Dataverse (`/{tenant}/oauth2/v2.0/token`, `/api/data/v9.2/...`) APIs and `/sim/...`.
 pub(crate) fn router(sim: Sim) -> Router {
     let api = |route: Route, handler: MethodRouter<Sim>| {
         handler.route_layer(from_fn_with_state((sim.clone(), route), gate::genesys))
@@ -92,6 +96,15 @@ pub(crate) fn router(sim: Sim) -> Router {
                 gate::crm,
             )),
         )
+        .route("/services/oauth2/token", post(crm_oauth::salesforce_token))
+        .route("/services/data/{version}/query", get(salesforce::query))
+        .route(
+            "/services/data/{version}/sobjects/{object}/describe",
+            get(salesforce::describe),
+        )
+        .route("/{tenant}/oauth2/v2.0/token", post(crm_oauth::microsoft_token))
+        .route("/api/data/v9.2/{set}", get(dataverse::entity_set))
+        .route("/api/data/v9.2/{definition}/Attributes", get(dataverse::attributes))
         .merge(control::router())
         .fallback(|| async {
             ApiError::new(
