@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use prechat_enricher::metrics::{CrmLabels, GenesysLabels, Metrics, RouteLabels, StatusLabels};
+use prechat_enricher::metrics::{
+    CrmLabels, GenesysLabels, HandoffLabels, Metrics, RouteLabels, StatusLabels,
+};
 use serde_json::Value;
 
 use super::support::*;
@@ -71,6 +73,10 @@ fn every_family() -> Metrics {
         .get_or_create(&CrmLabels { result: "found" })
         .inc();
     metrics.set_queue_depth("prechat.submissions", 1, Some(1));
+    metrics
+        .handoffs
+        .get_or_create(&HandoffLabels { status: "enriched" })
+        .inc();
     metrics
 }
 
