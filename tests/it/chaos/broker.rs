@@ -328,3 +328,58 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
         .await;
     tally.report_and_assert(s.mode);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "chaos: run by scripts/chaos"]
+async fn three_worker_replicas_killed_and_cut_off_lose_nothing_and_duplicate_nothing() {
+    let latency_ms = super::mode::Mode::from_env().pick(40, 30);
+    let mut s = Scenario::begin(
+        "three-workers",
+        "three workers: SIGKILLs and connection drops",
+        latency_ms,
+    )
+    .await;
+    let (node, mut ingest, first) = s.single_node("three", 5717, &[]).await;
+    let env = s.service_env(&[node.url()], &[]);
+    let mut workers = vec![first, s.worker(&env), s.worker(&env)];
+    for worker in workers.iter_mut().skip(1) {
+        worker.start().expect("worker starts");
+    }
+    let n = s.mode.pick(400, 1500);
+    let rate = s.mode.pick(20.0, 30.0);
+    let faults = s.mode.pick(12, 30);
+    let progress = Arc::new(Progress::default());
+    let sending = s.send(s.plan(n), rate, progress.clone());
+    let (mut kills, mut drops) = (0, 0);
+    for round in 0..faults {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(2_000..=3_000))).await;
+        let accepted = progress.accepted.load(std::sync::atomic::Ordering::Relaxed);
+        if sending.is_finished() && s.enriched_now() >= accepted {
+            break;
+        }
+        if round % 3 == 2 {
+            // Every connection goes at once (the consuming ones included); all reconnect.
+            let _ = node
+                .ctl(&["close_all_connections", "chaos: connection drop"])
+                .await;
+            drops += 1;
+            s.progress(&progress, &format!("connection drop #{drops}"));
+        } else {
+            let victim = fastrand::usize(0..workers.len());
+            workers[victim].kill().await.expect("SIGKILL");
+            kills += 1;
+            s.progress(&progress, &format!("SIGKILL #{kills} to worker {victim}"));
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(100..=500))).await;
+            workers[victim].start().expect("worker restarts");
+        }
+    }
+    let sent = sending.await.expect("the load");
+    s.notes.push(format!(
+        "{n} submissions at {rate}/s; three `worker` processes on one namespace, External Contacts and transfer mode on; {kills} SIGKILLs to a random worker (restarted 0.1-0.5 s later) and {drops} drops of every broker connection"
+    ));
+    let urls = vec![node.url()];
+    let mut services: Vec<&mut super::service::Service> = vec![&mut ingest];
+    services.extend(workers.iter_mut());
+    let tally = s.finish(&node, urls, sent, &mut services).await;
+    tally.report_and_assert(s.mode);
+}
