@@ -42,12 +42,9 @@ pub fn follow_up(
         Decision::Retry {
             next_attempt,
             delay,
-            cause,
+            ..
         } => {
             headers.set_number(headers::ATTEMPT, (*next_attempt).into());
-            if *cause == CONTACT_PENDING {
-                headers.set_text(headers::CONTACT_PENDING, "true");
-            }
             if headers.text(headers::FIRST_FAILURE_AT).is_none() {
                 headers.set_text(headers::FIRST_FAILURE_AT, headers::timestamp(now));
             }

@@ -84,10 +84,15 @@ impl<C: CustomerDirectory> WorkerContext<C> {
 
     /// read → process → decide → follow-up → carry out → record.
     async fn handle_inner(&self, delivery: &Delivery, inbound: Inbound, lost: &CancellationToken) {
-        let result = self.process(&inbound).await;
+        let (result, contact_pending) = self.process(&inbound).await;
         let decision = self.decide(&inbound, result.as_ref());
         let now = Utc::now();
-        let follow_up = follow_up(&decision, inbound.headers.clone(), &self.topology, now);
+        let mut headers = inbound.headers.clone();
+        // A retry carries whether its External Contact step is still to do.
+        if contact_pending || inbound.headers.text(headers::CONTACT_PENDING).is_some() {
+            headers.set_text(headers::CONTACT_PENDING, contact_pending.to_string());
+        }
+        let follow_up = follow_up(&decision, headers, &self.topology, now);
         if let Err(error) = self.carry_out(delivery, &inbound, follow_up, lost).await {
             tracing::error!(%error, decision = decision_name(&decision), "follow-up publish failed; message returned to the queue");
             return settle(&delivery.acker, Settle::Requeue).await;
@@ -100,18 +105,27 @@ impl<C: CustomerDirectory> WorkerContext<C> {
         settle(&delivery.acker, Settle::Ack).await;
     }
 
-    async fn process(&self, inbound: &Inbound) -> Result<Done, Failure> {
+    /// The result, and whether a retry must still do the External Contact step.
+    async fn process(&self, inbound: &Inbound) -> (Result<Done, Failure>, bool) {
         match &inbound.parsed {
             Ok(submission) => {
-                let contact_pending = inbound.headers.text(headers::CONTACT_PENDING).is_some();
-                let result = self.processor.process(submission, contact_pending).await;
+                let pending =
+                    inbound.headers.text(headers::CONTACT_PENDING).as_deref() == Some("true");
+                let mut still_pending = pending;
+                let result = self
+                    .processor
+                    .process(submission, pending, &mut still_pending)
+                    .await;
                 self.outage
                     .record(result.as_ref().err().is_some_and(Failure::is_systemic));
-                result
+                (result, still_pending)
             }
-            Err(error) => Err(Failure::InvalidPayload {
-                reason: error.to_string(),
-            }),
+            Err(error) => (
+                Err(Failure::InvalidPayload {
+                    reason: error.to_string(),
+                }),
+                false,
+            ),
         }
     }
 

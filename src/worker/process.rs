@@ -51,13 +51,17 @@ pub struct Processor<C> {
 
 impl<C: CustomerDirectory> Processor<C> {
     /// Enriches the submission's conversation (or reports that it has none yet).
-    /// `contact_pending`: an earlier attempt wrote the attributes but its External Contact
-    /// step failed, so that step runs even though the attributes are there.
+    /// `contact_pending`: an earlier attempt's External Contact step failed in a way a retry
+    /// may fix, so that step runs even though the attributes are there. `still_pending` says,
+    /// whatever the result, whether the contact step is still to be done by a retry (a later
+    /// step may fail after it failed, and that retry must not forget it).
     pub async fn process(
         &self,
         submission: &Submission,
         contact_pending: bool,
+        still_pending: &mut bool,
     ) -> Result<Done, Failure> {
+        *still_pending = contact_pending;
         let Some(conversation_id) = submission.conversation_id.as_deref() else {
             return Ok(Done::AwaitingConversation);
         };
@@ -92,7 +96,8 @@ impl<C: CustomerDirectory> Processor<C> {
         if !already || contact_pending {
             match contact_step(&self.external_contacts, submission) {
                 Ok(()) => {
-                    contact_retry = self.contact(conversation_id, customer, &enrichment).await
+                    contact_retry = self.contact(conversation_id, customer, &enrichment).await;
+                    *still_pending = contact_retry;
                 }
                 Err(reason) => tracing::debug!(
                     conversation.id = conversation_id,
@@ -187,9 +192,7 @@ impl<C: CustomerDirectory> Processor<C> {
             );
         }
         match &failure.error {
-            ContactError::Genesys(error) => {
-                error.is_systemic() || matches!(error, GenesysError::RateLimited { .. })
-            }
+            ContactError::Genesys(error) => is_transient(error),
             ContactError::NoCommunication => false,
         }
     }
@@ -244,6 +247,11 @@ impl<C: CustomerDirectory> Processor<C> {
         tracing::info!(conversation.id = conversation_id, queue.id = %target.id, queue.name = %target.name, "transferred to the tier's queue");
         Ok(())
     }
+}
+
+/// A failure a later attempt may not meet: an outage, a timeout, a 401, a 429.
+fn is_transient(error: &GenesysError) -> bool {
+    error.is_systemic() || matches!(error, GenesysError::RateLimited { .. })
 }
 
 /// The queue an earlier run transferred the customer to: the participant sits in the queue

@@ -338,6 +338,12 @@ async fn a_link_that_fails_for_a_while_is_retried_for_the_contact_alone_until_it
         count: Some(2),
         ..Fault::new(Route::LinkContact, 503)
     });
+    // The first transfer fails too: the retry it causes must not forget the contact.
+    app.sim.add_fault(Fault {
+        conversation_id: Some(conversation.id.clone()),
+        count: Some(1),
+        ..Fault::new(Route::ReplaceQueue, 503)
+    });
     let body = json!({
         "conversationId": conversation.id,
         "guest": {"email": "retry.link@example.com", "verified": true},
