@@ -154,6 +154,9 @@ pub struct Metrics {
     /// `prechat_external_contact_failures_total{step,error}`: External Contact steps that
     /// failed; the submission was enriched and routed anyway.
     pub external_contact_failures: Family<ContactFailureLabels, Counter>,
+    /// `prechat_worker_abandoned_total`: messages whose processing stopped before its next
+    /// Genesys write because the consuming channel was lost (the broker redelivers them).
+    pub worker_abandoned: Counter,
 }
 
 fn saturating_i64(n: u64) -> i64 {
@@ -197,6 +200,7 @@ impl Metrics {
             genesys_budget_window_allowed: Gauge::default(),
             held: Arc::default(),
             external_contact_failures: Family::default(),
+            worker_abandoned: Counter::default(),
             registry: Registry::default(),
             process_registry: Registry::default(),
         };
@@ -324,6 +328,11 @@ impl Metrics {
             "external_contact_failures",
             "External Contact steps that failed (the submission was enriched anyway)",
             metrics.external_contact_failures.clone(),
+        );
+        registry.register(
+            "worker_abandoned",
+            "Messages left before their next Genesys write because the consuming channel was lost",
+            metrics.worker_abandoned.clone(),
         );
         Metrics {
             registry,

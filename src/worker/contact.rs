@@ -13,6 +13,7 @@
 //! caller's decision; a failure here is reported, never blocks the attributes or routing.
 
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::genesys::contacts::{
     ContactEnrichOptions, ContactEnrichRequest, ContactIdentifier, ExternalContact, IdentifierType,
@@ -69,15 +70,18 @@ pub enum ContactOutcome {
     AlreadyLinked(String),
     /// The conversation now points at the guest's contact.
     Linked(String),
+    /// The consuming channel was lost after the upsert: the link is left to the redelivery.
+    Abandoned,
 }
 
 /// Upserts the guest's contact and links the conversation to it (the customer participant's
-/// communication) unless it already is.
+/// communication) unless it already is. No link is started once `lost` is cancelled.
 pub async fn point_at_contact(
     genesys: &GenesysClient,
     conversation_id: &str,
     customer: &MessageParticipant,
     enrichment: &Enrichment,
+    lost: &CancellationToken,
 ) -> Result<ContactOutcome, ContactFailure> {
     let Some(request) = enrich_request(enrichment) else {
         return Ok(ContactOutcome::NoIdentifier);
@@ -93,6 +97,9 @@ pub async fn point_at_contact(
     let linked = customer.external_contact.as_ref().map(|c| c.id.as_str());
     if linked.is_some_and(|linked| linked.eq_ignore_ascii_case(&id)) {
         return Ok(ContactOutcome::AlreadyLinked(id));
+    }
+    if lost.is_cancelled() {
+        return Ok(ContactOutcome::Abandoned);
     }
     let Some(communication_id) = customer.communication_id.as_deref() else {
         return Err(ContactFailure {

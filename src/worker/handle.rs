@@ -84,7 +84,14 @@ impl<C: CustomerDirectory> WorkerContext<C> {
 
     /// read → process → decide → follow-up → carry out → record.
     async fn handle_inner(&self, delivery: &Delivery, inbound: Inbound, lost: &CancellationToken) {
-        let (result, contact_pending) = self.process(&inbound).await;
+        let (result, contact_pending) = self.process(&inbound, lost).await;
+        if matches!(result, Err(Failure::Abandoned)) {
+            // The channel is gone, so there is nothing to settle: the broker has already
+            // handed the message to another consumer.
+            self.metrics.worker_abandoned.inc();
+            tracing::warn!("consuming channel lost: stopped before the next Genesys write; the message is redelivered");
+            return;
+        }
         let decision = self.decide(&inbound, result.as_ref());
         let now = Utc::now();
         let mut headers = inbound.headers.clone();
@@ -106,7 +113,11 @@ impl<C: CustomerDirectory> WorkerContext<C> {
     }
 
     /// The result, and whether a retry must still do the External Contact step.
-    async fn process(&self, inbound: &Inbound) -> (Result<Done, Failure>, bool) {
+    async fn process(
+        &self,
+        inbound: &Inbound,
+        lost: &CancellationToken,
+    ) -> (Result<Done, Failure>, bool) {
         match &inbound.parsed {
             Ok(submission) => {
                 let pending =
@@ -114,10 +125,12 @@ impl<C: CustomerDirectory> WorkerContext<C> {
                 let mut still_pending = pending;
                 let result = self
                     .processor
-                    .process(submission, pending, &mut still_pending)
+                    .process(submission, pending, &mut still_pending, lost)
                     .await;
-                self.outage
-                    .record(result.as_ref().err().is_some_and(Failure::is_systemic));
+                if !matches!(result, Err(Failure::Abandoned)) {
+                    self.outage
+                        .record(result.as_ref().err().is_some_and(Failure::is_systemic));
+                }
                 (result, still_pending)
             }
             Err(error) => (

@@ -8,13 +8,19 @@
 //! already equal mean an earlier run got past the contact step, so a redelivery repeats
 //! neither (README, "External Contacts"). Submissions of one conversation run one at a time
 //! within a process, so two deliveries at once cannot both see "not transferred yet".
+//!
+//! Across processes, the broker hands a message to one consumer at a time; when the channel
+//! that holds it is lost, another replica gets it at once. The attempt in hand then starts no
+//! further Genesys write ([`Failure::Abandoned`]), so two replicas never both write to one
+//! conversation for one message: the one in hand finishes at most the call it was making.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 
-use super::contact::{point_at_contact, ContactError};
+use super::contact::{point_at_contact, ContactError, ContactOutcome};
 use super::decision::{Done, Failure};
 use super::locks::StripedLocks;
 use crate::config::{ExternalContactsSettings, OnUnavailable, RoutingMode};
@@ -54,14 +60,20 @@ impl<C: CustomerDirectory> Processor<C> {
     /// `contact_pending`: an earlier attempt's External Contact step failed in a way a retry
     /// may fix, so that step runs even though the attributes are there. `still_pending` says,
     /// whatever the result, whether the contact step is still to be done by a retry (a later
-    /// step may fail after it failed, and that retry must not forget it).
+    /// step may fail after it failed, and that retry must not forget it). `lost` is cancelled
+    /// when the consuming channel is gone: no write is started after that.
     pub async fn process(
         &self,
         submission: &Submission,
         contact_pending: bool,
         still_pending: &mut bool,
+        lost: &CancellationToken,
     ) -> Result<Done, Failure> {
         *still_pending = contact_pending;
+        let go_on = || match lost.is_cancelled() {
+            true => Err(Failure::Abandoned),
+            false => Ok(()),
+        };
         let Some(conversation_id) = submission.conversation_id.as_deref() else {
             return Ok(Done::AwaitingConversation);
         };
@@ -96,7 +108,10 @@ impl<C: CustomerDirectory> Processor<C> {
         if !already || contact_pending {
             match contact_step(&self.external_contacts, submission) {
                 Ok(()) => {
-                    contact_retry = self.contact(conversation_id, customer, &enrichment).await;
+                    go_on()?;
+                    contact_retry = self
+                        .contact(conversation_id, customer, &enrichment, lost)
+                        .await?;
                     *still_pending = contact_retry;
                 }
                 Err(reason) => tracing::debug!(
@@ -105,6 +120,9 @@ impl<C: CustomerDirectory> Processor<C> {
                     "no external contact step"
                 ),
             }
+        }
+        if !already {
+            go_on()?;
         }
         let patched = self
             .write_attributes(conversation_id, customer, &attributes, already)
@@ -119,6 +137,7 @@ impl<C: CustomerDirectory> Processor<C> {
             }
         }
         if self.routing_mode == RoutingMode::Transfer {
+            go_on()?;
             self.transfer(conversation_id, customer, &enrichment)
                 .await?;
         }
@@ -168,11 +187,20 @@ impl<C: CustomerDirectory> Processor<C> {
         conversation_id: &str,
         customer: &MessageParticipant,
         enrichment: &Enrichment,
-    ) -> bool {
-        let Err(failure) =
-            point_at_contact(&self.genesys, conversation_id, customer, enrichment).await
-        else {
-            return false;
+        lost: &CancellationToken,
+    ) -> Result<bool, Failure> {
+        let failure = match point_at_contact(
+            &self.genesys,
+            conversation_id,
+            customer,
+            enrichment,
+            lost,
+        )
+        .await
+        {
+            Ok(ContactOutcome::Abandoned) => return Err(Failure::Abandoned),
+            Ok(_) => return Ok(false),
+            Err(failure) => failure,
         };
         {
             self.genesys
@@ -191,10 +219,10 @@ impl<C: CustomerDirectory> Processor<C> {
                 "external contact not updated; the conversation is enriched without it"
             );
         }
-        match &failure.error {
+        Ok(match &failure.error {
             ContactError::Genesys(error) => is_transient(error),
             ContactError::NoCommunication => false,
-        }
+        })
     }
 
     async fn write_attributes(

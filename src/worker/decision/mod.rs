@@ -31,6 +31,9 @@ pub enum Failure {
         /// What was missing.
         reason: String,
     },
+    /// The consuming channel was lost mid-way, so the broker redelivers the message (perhaps
+    /// to another replica): the attempt stopped before its next Genesys write.
+    Abandoned,
 }
 
 /// What processing achieved.
@@ -217,6 +220,13 @@ pub fn decide(
                 })
             }
         }
+        // The worker leaves such a message to its redelivery and decides nothing; should a
+        // caller ask, the safe answer is the same attempt again.
+        Failure::Abandoned => Decision::Retry {
+            next_attempt: attempt.number,
+            delay: policy.outage_delay,
+            cause: "abandoned",
+        },
         Failure::CrmUnavailable => {
             if attempt.number >= policy.max_attempts {
                 dead(

@@ -110,6 +110,12 @@ fn every_outcome_maps_to_the_decision_of_the_failure_policy() {
             retry(4, 7.0, "rate_limited"),
         ),
         (
+            "an abandoned attempt, should it be decided, is the same attempt again",
+            Err(Failure::Abandoned),
+            at(5, 0),
+            retry(5, 5.0, "abandoned"),
+        ),
+        (
             "missing conversation retries before the deadline",
             Err(Failure::ConversationNotFound),
             at(2, 60),

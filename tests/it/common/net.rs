@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct TcpStandIn {
     addr: SocketAddr,
     upstream: Arc<Mutex<Option<SocketAddr>>>,
+    forwards: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -21,14 +22,16 @@ impl TcpStandIn {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let upstream = Arc::new(Mutex::new(upstream));
-        let target = upstream.clone();
+        let forwards = Arc::new(Mutex::new(Vec::new()));
+        let (target, running) = (upstream.clone(), forwards.clone());
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((client, _)) = listener.accept().await {
                 let to = *target.lock().unwrap();
                 match to {
                     Some(to) => {
-                        tokio::spawn(forward(client, to));
+                        let forwarding = tokio::spawn(forward(client, to));
+                        running.lock().unwrap().push(forwarding.abort_handle());
                     }
                     None => held.push(client),
                 }
@@ -37,6 +40,7 @@ impl TcpStandIn {
         Ok(Self {
             addr,
             upstream,
+            forwards,
             task,
         })
     }
@@ -62,11 +66,19 @@ impl TcpStandIn {
     pub fn set_upstream(&self, upstream: Option<SocketAddr>) {
         *self.upstream.lock().unwrap() = upstream;
     }
+
+    /// Closes every forwarded connection at once (both ends see the socket close).
+    pub fn cut(&self) {
+        for forwarding in self.forwards.lock().unwrap().drain(..) {
+            forwarding.abort();
+        }
+    }
 }
 
 impl Drop for TcpStandIn {
     fn drop(&mut self) {
         self.task.abort();
+        self.cut();
     }
 }
 

@@ -7,10 +7,13 @@
 //! - `failover` — a stalled first node of a cluster URL list does not keep the others from
 //!   being tried;
 //! - `ipv6` — an AMQP URL with an IPv6 literal connects to that address;
-//! - `drift` — a queue declared with another `x-delivery-limit` stops the start naming it.
+//! - `drift` — a queue declared with another `x-delivery-limit` stops the start naming it;
+//! - `lost_channel` — a worker whose consuming channel is lost starts no further write once
+//!   another replica has the message.
 
 mod drift;
 mod failover;
 mod ipv6;
+mod lost_channel;
 mod rate_limit;
 mod token;
