@@ -182,7 +182,7 @@ pub struct Application {
     watch: Option<EnrichmentWatch>,
     metrics_listener: Option<tokio::net::TcpListener>,
     poller: Option<DepthPoller>,
-    worker: Option<Worker<CrmClient>>,
+    worker: Option<Worker>,
     resolver: Option<Resolver>,
 }
 
@@ -380,7 +380,7 @@ fn ingest_router(c: &Components, declared: &Declared, watch: &EnrichmentWatch) -
     }))
 }
 
-fn worker(c: &Components, routes: RouteTable) -> Worker<CrmClient> {
+fn worker(c: &Components, routes: RouteTable) -> Worker {
     let worker = &c.settings.worker;
     let outage = Arc::new(OutageGuard::new(worker.outage_threshold));
     tokio::spawn(c.metrics.clone().follow_outage_mode(outage.subscribe()));

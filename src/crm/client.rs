@@ -15,17 +15,6 @@ use crate::config::{CrmKind, CrmSettings};
 use crate::metrics::{CrmLabels, Metrics};
 use crate::submission::Submission;
 
-/// Looks customers up in the CRM.
-pub trait CustomerDirectory: Send + Sync {
-    /// Finds the customer a submission is about; never fails, an unreachable CRM is an outcome.
-    fn lookup(
-        &self,
-        submission: &Submission,
-    ) -> impl std::future::Future<Output = CrmOutcome> + Send;
-    /// Whether the CRM answers at all (outage probing).
-    fn probe(&self) -> impl std::future::Future<Output = bool> + Send;
-}
-
 /// The circuit breaker's policy: open after this many failed lookups in a row…
 const BREAKER_FAILURES: u32 = 5;
 /// …for a jittered, growing while, between these bounds.
@@ -285,8 +274,10 @@ fn cache_key(submission: &Submission) -> String {
     )
 }
 
-impl CustomerDirectory for CrmClient {
-    async fn lookup(&self, submission: &Submission) -> CrmOutcome {
+impl CrmClient {
+    /// Finds the customer a submission is about; never fails, an unreachable CRM is an
+    /// outcome.
+    pub async fn lookup(&self, submission: &Submission) -> CrmOutcome {
         // Concurrent lookups of the same identifiers (a redelivery burst) share one fetch;
         // a failed fetch is not cached.
         let entry = self
@@ -323,7 +314,8 @@ impl CustomerDirectory for CrmClient {
         outcome
     }
 
-    async fn probe(&self) -> bool {
+    /// Whether the CRM answers at all (outage probing).
+    pub async fn probe(&self) -> bool {
         self.guarded(|| {
             Box::pin(async {
                 self.backend.probe().await?;

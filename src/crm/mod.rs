@@ -14,5 +14,5 @@ pub mod phone;
 pub mod rest;
 pub mod salesforce;
 
-pub use client::{CrmClient, CrmError, CustomerDirectory};
+pub use client::{CrmClient, CrmError};
 pub use model::{CrmMatch, CrmOutcome, Customer};

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use super::decision::{decide, Attempt, Decision, Done, Failure, RetryPolicy};
 use super::follow_up::{event, follow_up, FollowUp};
 use super::process::Processor;
-use crate::crm::CustomerDirectory;
 use crate::metrics::Metrics;
 use crate::privacy::SessionHasher;
 use crate::queue::dead_letter::scrub_session_id;
@@ -31,9 +30,9 @@ use crate::queue::{PublishError, Publisher, Topology};
 pub const FOLLOW_UP_HOLD: Duration = Duration::from_secs(20 * 60);
 
 /// What every worker task of a process shares.
-pub struct WorkerContext<C> {
+pub struct WorkerContext {
     /// CRM + merge + Genesys.
-    pub processor: Processor<C>,
+    pub processor: Processor,
     /// Confirmed publishing (retries, parked messages, dead letters).
     pub publisher: Publisher,
     /// Outcome events.
@@ -52,7 +51,7 @@ pub struct WorkerContext<C> {
     pub outage: Arc<super::outage::OutageGuard>,
 }
 
-impl<C: CustomerDirectory> WorkerContext<C> {
+impl WorkerContext {
     /// Handles one delivery to the end (ack or nack); never panics.
     /// `lost` is cancelled when the consuming channel is gone: the broker then redelivers the
     /// message elsewhere, so it is not held any longer.

@@ -20,24 +20,23 @@ use lapin::types::FieldTable;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::crm::CustomerDirectory;
 use crate::queue::connection::Reconnect;
 use crate::queue::{Broker, BrokerError};
 pub use handle::WorkerContext;
 
 /// A pool of `concurrency` message handlers on one consuming channel.
-pub struct Worker<C> {
-    context: Arc<WorkerContext<C>>,
+pub struct Worker {
+    context: Arc<WorkerContext>,
     broker: Broker,
     concurrency: u16,
     shutdown_timeout: Duration,
     consuming: tokio::sync::watch::Sender<bool>,
 }
 
-impl<C: CustomerDirectory + 'static> Worker<C> {
+impl Worker {
     /// A worker consuming through `broker` (its own connection).
     pub fn new(
-        context: Arc<WorkerContext<C>>,
+        context: Arc<WorkerContext>,
         broker: Broker,
         concurrency: u16,
         shutdown_timeout: Duration,

@@ -24,7 +24,7 @@ use super::contact::{point_at_contact, ContactError, ContactOutcome};
 use super::decision::{Done, Failure};
 use super::locks::StripedLocks;
 use crate::config::{ExternalContactsSettings, OnUnavailable, RoutingMode};
-use crate::crm::{CrmOutcome, CustomerDirectory};
+use crate::crm::{CrmClient, CrmOutcome};
 use crate::genesys::model::{MessageConversation, MessageParticipant};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::merge::{merge, Enrichment, QueueTarget, RouteTable};
@@ -38,11 +38,11 @@ const PROBE_CONVERSATION_ID: &str = "00000000-0000-0000-0000-000000000000";
 const VOLATILE_KEYS: [&str; 1] = [crate::merge::attr::ENRICHED_AT];
 
 /// Everything one submission needs; shared by every worker task of a process.
-pub struct Processor<C> {
+pub struct Processor {
     /// Genesys Cloud.
     pub genesys: Arc<GenesysClient>,
     /// The CRM.
-    pub crm: Arc<C>,
+    pub crm: Arc<CrmClient>,
     /// Tier → queue (ids resolved at start).
     pub routes: RouteTable,
     /// Attributes only, or transfer too.
@@ -55,7 +55,7 @@ pub struct Processor<C> {
     pub conversation_locks: StripedLocks,
 }
 
-impl<C: CustomerDirectory> Processor<C> {
+impl Processor {
     /// Enriches the submission's conversation (or reports that it has none yet).
     /// `contact_pending`: an earlier attempt's External Contact step failed in a way a retry
     /// may fix, so that step runs even though the attributes are there. `still_pending` says,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use prechat_enricher::config::{Roles, Settings};
-use prechat_enricher::crm::{CrmClient, CrmError, CrmMatch, CrmOutcome, CustomerDirectory};
+use prechat_enricher::crm::{CrmClient, CrmError, CrmMatch, CrmOutcome};
 use prechat_enricher::metrics::Metrics;
 use prechat_enricher::submission::Submission;
 use prechat_sim::{Customer, SeedConversation, SimHandle};
