@@ -61,6 +61,7 @@ mod ops;
 mod ratelimit;
 mod routes;
 mod state;
+pub mod wait;
 
 pub use config::{Knobs, KnobsUpdate, SimConfig};
 pub use faults::{Fault, Route};

@@ -599,30 +599,7 @@ impl Tap {
     }
 }
 
-/// Polls `check` every 100 ms until it yields `Some` (that value) or `timeout` passes (`None`).
-pub async fn wait_until<T>(timeout: Duration, check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    wait_until_every(Duration::from_millis(100), timeout, check).await
-}
-
-/// Polls `check` every `interval` until it yields `Some` (that value) or `timeout` passes
-/// (`None`); a check that starts before the deadline runs to its end. `check` may keep state
-/// from one poll to the next, and may end the wait early by yielding an error as its value.
-pub async fn wait_until_every<T>(
-    interval: Duration,
-    timeout: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
+pub use prechat_sim::wait::{until as wait_until, until_every as wait_until_every};
 
 /// A submission body for `conversation_id` with the given email (consent given).
 pub fn submission(conversation_id: &str, email: &str) -> Value {

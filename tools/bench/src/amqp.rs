@@ -16,6 +16,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation};
 use prechat_enricher::queue::headers::json_properties;
 use prechat_enricher::queue::{Broker, Topology};
+use prechat_sim::wait;
 
 /// Routing key of submissions on the ingest exchange.
 pub const SUBMISSION_KEY: &str = "submission";
@@ -249,14 +250,10 @@ impl EventTap {
 
     /// Waits until `want` distinct submissions were seen; false on timeout.
     pub async fn wait_for(&self, want: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.count() < want {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        let seen = async || (self.count() >= want).then_some(());
+        wait::until_every(Duration::from_millis(20), timeout, seen)
+            .await
+            .is_some()
     }
 }
 

@@ -8,8 +8,8 @@ use crate::context::Bench;
 use crate::load::Latency;
 use crate::phases::budget::BudgetResult;
 use crate::phases::calls::CallsResult;
-use crate::phases::ingest::IngestResult;
 use crate::phases::handoff::HandoffResult;
+use crate::phases::ingest::IngestResult;
 use crate::phases::latency::LatencyResult;
 use crate::phases::memory::MemoryResult;
 use crate::phases::workers::WorkersResult;
@@ -368,10 +368,26 @@ pub fn markdown(r: &Results) -> String {
             h.sandbox_latency_ms, h.poll_interval_ms
         );
         let _ = writeln!(out, "| span | p50 | p99 | max |\n|---|---:|---:|---:|");
-        let _ = writeln!(out, "| baseline: 202 → enriched | {} |", latency_cells(&h.with_conversation_id));
-        let _ = writeln!(out, "| handoff → its answer | {} |", latency_cells(&h.handoff_answer));
-        let _ = writeln!(out, "| handoff → enriched | {} |", latency_cells(&h.handoff_to_enriched));
-        let _ = writeln!(out, "| fallback: searchable → enriched | {} |", latency_cells(&h.search_fallback));
+        let _ = writeln!(
+            out,
+            "| baseline: 202 → enriched | {} |",
+            latency_cells(&h.with_conversation_id)
+        );
+        let _ = writeln!(
+            out,
+            "| handoff → its answer | {} |",
+            latency_cells(&h.handoff_answer)
+        );
+        let _ = writeln!(
+            out,
+            "| handoff → enriched | {} |",
+            latency_cells(&h.handoff_to_enriched)
+        );
+        let _ = writeln!(
+            out,
+            "| fallback: searchable → enriched | {} |",
+            latency_cells(&h.search_fallback)
+        );
         let _ = writeln!(
             out,
             "\n{} of {} answers `enriched`; attribute searches: {} during the handoffs, {} during the fallback.",

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use prechat_enricher::queue::{Broker, Topology};
+use prechat_sim::wait;
 
 use crate::context::Bench;
 
@@ -94,40 +95,40 @@ impl Service {
     }
 
     async fn wait_ready(&mut self, bench: &Bench, topology: &Topology) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let http = reqwest::Client::new();
         let broker = bench.broker("prechat-bench readiness");
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited during start ({status}); see {}",
-                    self.role,
-                    self.log.display()
-                );
-            }
-            let ready = match &self.ingest_url {
-                Some(url) => http
-                    .get(format!("{url}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success()),
-                None => consumers(&broker, &topology.submissions_queue())
-                    .await
-                    .is_ok_and(|n| n > 0),
-            };
-            if ready {
-                broker.close().await;
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} not ready after 60 s; see {}",
-                    self.role,
-                    self.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (role, log) = (self.role.clone(), self.log.display().to_string());
+        let (child, ingest_url) = (&mut self.child, self.ingest_url.as_deref());
+        // Ok once ready; an error ends the wait early (the process exited).
+        let ready = wait::until_every(
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+            async || {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        return Some(Err(anyhow!(
+                            "{role} exited during start ({status}); see {log}"
+                        )))
+                    }
+                    Err(error) => return Some(Err(error.into())),
+                    Ok(None) => {}
+                }
+                let ready = match ingest_url {
+                    Some(url) => http
+                        .get(format!("{url}/readyz"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                    None => consumers(&broker, &topology.submissions_queue())
+                        .await
+                        .is_ok_and(|n| n > 0),
+                };
+                ready.then_some(Ok(()))
+            },
+        )
+        .await;
+        broker.close().await;
+        ready.unwrap_or_else(|| Err(anyhow!("{role} not ready after 60 s; see {log}")))
     }
 
     /// The process's CPU time so far (user + system), from `/proc/<pid>/stat`.

@@ -227,7 +227,10 @@ async fn external_contacts(bench: &Bench, n: usize) -> anyhow::Result<(Mode, Mod
         &[
             ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__ENABLED", "true"),
             // The bench's guests are not marked verified.
-            ("PRECHAT__GENESYS__EXTERNAL_CONTACTS__REQUIRE_VERIFIED", "false"),
+            (
+                "PRECHAT__GENESYS__EXTERNAL_CONTACTS__REQUIRE_VERIFIED",
+                "false",
+            ),
         ],
     )
     .await?;

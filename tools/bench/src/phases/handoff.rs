@@ -49,7 +49,10 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HandoffResult> {
     let n = bench.pick(30, 100);
     let latency_ms = 50;
     let poll_ms = 1000;
-    say(&format!("handoff: {n} handoffs, {n} baseline, {} fallback submissions", n / 2));
+    say(&format!(
+        "handoff: {n} handoffs, {n} baseline, {} fallback submissions",
+        n / 2
+    ));
     let sim = prechat_sim::spawn(prechat_sim::SimConfig {
         latency_ms,
         ..fast_sim()
@@ -57,7 +60,11 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HandoffResult> {
     .await?;
     let namespace = bench.namespace("handoff");
     let poll = poll_ms.to_string();
-    let env = bench.service_env(&sim, &namespace, &[("PRECHAT__RESOLVER__POLL_INTERVAL_MS", &poll)]);
+    let env = bench.service_env(
+        &sim,
+        &namespace,
+        &[("PRECHAT__RESOLVER__POLL_INTERVAL_MS", &poll)],
+    );
     let topology = bench.topology(&env)?;
     let broker = bench.broker("prechat-bench handoff");
     topology.declare(&broker).await?;
@@ -78,8 +85,15 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HandoffResult> {
     for i in 0..n {
         let conversation = sim.seed_conversation(SeedConversation::default()).id;
         let id = format!("bench-{}-known-{i}", bench.run_id);
-        let response = post("/v1/submissions", submission_body(i, &id, Some(&conversation))).await?;
-        anyhow::ensure!(response.status().as_u16() == 202, "baseline submission refused");
+        let response = post(
+            "/v1/submissions",
+            submission_body(i, &id, Some(&conversation)),
+        )
+        .await?;
+        anyhow::ensure!(
+            response.status().as_u16() == 202,
+            "baseline submission refused"
+        );
         accepted.insert(id, Instant::now());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -106,7 +120,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HandoffResult> {
         answers.push(took);
         sent.insert(id, started);
     }
-    tap.wait_for(accepted.len() + sent.len(), Duration::from_secs(30)).await;
+    tap.wait_for(accepted.len() + sent.len(), Duration::from_secs(30))
+        .await;
     let handoff_searches = sim.stats().calls_of("attributes_search") - searches_before;
     let handoff_to_enriched = spans(&sent, &tap);
 
@@ -125,8 +140,11 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HandoffResult> {
         searchable.insert(id, Instant::now());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    tap.wait_for(accepted.len() + sent.len() + searchable.len(), Duration::from_secs(60))
-        .await;
+    tap.wait_for(
+        accepted.len() + sent.len() + searchable.len(),
+        Duration::from_secs(60),
+    )
+    .await;
     let fallback_searches = sim.stats().calls_of("attributes_search") - searches_before;
     let search_fallback = spans(&searchable, &tap);
 
