@@ -43,7 +43,10 @@ mod tests {
         .await;
         assert_eq!(found, Some(3));
         let started = tokio::time::Instant::now();
-        assert_eq!(until(Duration::from_secs(1), async || None::<()>).await, None);
+        assert_eq!(
+            until(Duration::from_secs(1), async || None::<()>).await,
+            None
+        );
         assert_eq!(started.elapsed(), Duration::from_millis(1000));
     }
 }

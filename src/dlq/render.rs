@@ -519,27 +519,57 @@ fn table_fitting(
     }
     let widths = fit(&natural, &titles, max);
     for row in &rows {
-        // A cell wider than its column wraps: its next piece goes on the next line.
-        let lines = row
+        // A cell wider than its column wraps onto the next lines, at a word or name boundary
+        // where there is one.
+        let cells: Vec<Vec<String>> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, &w)| cell.len().div_ceil(w.max(1)).max(1))
-            .max()
-            .unwrap_or(1);
+            .map(|(cell, &width)| wrap(cell, width))
+            .collect();
+        let lines = cells.iter().map(Vec::len).max().unwrap_or(1);
         for line_no in 0..lines {
             let mut line = String::new();
-            for (cell, &width) in row.iter().zip(&widths) {
-                let start = (line_no * width).min(cell.len());
-                let end = (start + width).min(cell.len());
-                let piece: String = cell[start..end].iter().collect();
-                let pad = width - (end - start);
-                line.push_str(&piece);
+            for (cell, &width) in cells.iter().zip(&widths) {
+                let piece = cell.get(line_no).map(String::as_str).unwrap_or("");
+                line.push_str(piece);
+                let pad = width.saturating_sub(piece.chars().count());
                 line.extend(std::iter::repeat_n(' ', pad + GAP));
             }
             writeln!(out, "{}", line.trim_end())?;
         }
     }
     Ok(())
+}
+
+/// The lines of a cell `width` wide: each line ends after the last space, `-`, `_`, `.` or
+/// `/` that fits (a space at the start of the next line is dropped); a word longer than the
+/// column is cut where the column ends.
+fn wrap(cell: &[char], width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut rest = cell;
+    while rest.len() > width {
+        let cut = rest[..width]
+            .iter()
+            .rposition(|c| matches!(c, ' ' | '-' | '_' | '.' | '/'))
+            .filter(|&at| at > 0)
+            .map_or(width, |at| at + 1);
+        lines.push(
+            rest[..cut]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_string(),
+        );
+        rest = &rest[cut..];
+        while rest.first() == Some(&' ') {
+            rest = &rest[1..];
+        }
+    }
+    if !rest.is_empty() || lines.is_empty() {
+        lines.push(rest.iter().collect());
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -611,6 +641,25 @@ mod tests {
                 assert!(text.contains("sub-1"));
             }
         }
+    }
+
+    #[test]
+    fn cells_wrap_at_word_and_name_boundaries() {
+        let chars = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(
+            wrap(&chars("genesys_rejected"), 13),
+            ["genesys_", "rejected"]
+        );
+        assert_eq!(
+            wrap(&chars("The attribute payload was rejected"), 14),
+            ["The attribute", "payload was", "rejected"]
+        );
+        assert_eq!(
+            wrap(&chars("46cac7a3-1367-45c6-a007-7057e666abc7"), 13),
+            ["46cac7a3-", "1367-45c6-", "a007-", "7057e666abc7"]
+        );
+        assert_eq!(wrap(&chars("xxxxxxxxxx"), 4), ["xxxx", "xxxx", "xx"]);
+        assert_eq!(wrap(&chars(""), 4), [""]);
     }
 
     #[test]

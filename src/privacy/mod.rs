@@ -105,9 +105,9 @@ pub fn mask_phone(phone: &str) -> String {
 /// Masks every email address and phone number found in free text — another system's error
 /// message, say — with [`mask_email`] and [`mask_phone`], keeping the rest. A phone is a run
 /// of 7 to 15 digits (with an optional leading `+` and the separators ` -.()`) that is not
-/// part of a longer word (unless it starts with `+`), so ids, UUIDs and timestamps pass; a
-/// long plain number is masked too, which errs on the safe side. Masking masked text
-/// changes nothing.
+/// part of a longer word or hyphenated name (unless it starts with `+`), so ids, UUIDs and
+/// timestamps pass; a long plain number is masked too, which errs on the safe side. Masking
+/// masked text changes nothing.
 pub fn mask_text(text: &str) -> String {
     mask_phones_in(&mask_emails_in(text))
 }
@@ -166,8 +166,12 @@ fn mask_phones_in(text: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let starts = (c.is_ascii_digit() || (c == '+' && digit_at(i + 1)))
-            && (i == 0 || !is_word(chars[i - 1]));
+        // Not inside a word, nor a group of a hyphenated or dotted one (a UUID's last
+        // group may be all digits).
+        let inside = i > 0
+            && (is_word(chars[i - 1])
+                || (matches!(chars[i - 1], '-' | '.') && i > 1 && is_word(chars[i - 2])));
+        let starts = (c.is_ascii_digit() || (c == '+' && digit_at(i + 1))) && !inside;
         if !starts {
             out.push(c);
             i += 1;

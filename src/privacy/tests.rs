@@ -201,6 +201,10 @@ fn emails_and_phones_in_free_text_are_masked_and_the_rest_kept() {
             "conversation 0f8fad5b-d9cb-469f-a165-70867728950e at 2026-11-22T10:00:00Z",
             "conversation 0f8fad5b-d9cb-469f-a165-70867728950e at 2026-11-22T10:00:00Z",
         ),
+        (
+            "id 5e1d0c01-7a3b-4c2d-9e10-000000000005 and ref-5551234567",
+            "id 5e1d0c01-7a3b-4c2d-9e10-000000000005 and ref-5551234567",
+        ),
         ("status 400, code 12345", "status 400, code 12345"),
         ("user@localhost and @mention", "user@localhost and @mention"),
         ("", ""),
