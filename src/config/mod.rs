@@ -667,6 +667,15 @@ impl Settings {
                     return invalid(key, "must be at most a tenth of amqp.consumer_timeout_ms");
                 }
             }
+            // The resolver holds a submission without a conversation id unacknowledged until
+            // its deadline: past the broker's consumer_timeout the broker would close its
+            // channel, again and again.
+            if self.worker.deadline_secs.saturating_mul(1000) >= self.amqp.consumer_timeout_ms {
+                return invalid(
+                    "worker.deadline_secs",
+                    "must be shorter than amqp.consumer_timeout_ms (the resolver holds waiting submissions until their deadline)",
+                );
+            }
             if self.ingest.phone_region_invalid() {
                 return invalid(
                     "ingest.default_phone_region",

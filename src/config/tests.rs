@@ -239,6 +239,14 @@ fn in_process_waits_stay_well_under_the_broker_s_consumer_timeout() {
             "60000",
             Some("crm.timeout_ms"),
         ),
+        // The resolver holds a waiting submission unacknowledged until its deadline.
+        ("PRECHAT__WORKER__DEADLINE_SECS", "1799", "1800000", None),
+        (
+            "PRECHAT__WORKER__DEADLINE_SECS",
+            "1800",
+            "1800000",
+            Some("worker.deadline_secs"),
+        ),
     ] {
         let settings = load(&[
             ("PRECHAT_ENV", "sandbox"),
