@@ -44,33 +44,10 @@ async fn a_worker_killed_every_few_seconds_loses_nothing_and_repeats_no_effect()
         "{n} submissions at {rate}/s{}; `ingest` and `worker` as separate processes; the worker got {kills} SIGKILLs 2-3 s apart, each restarted 0.1-0.5 s later",
         s.mode.pick(" (quick mode: 400 instead of 2,000)", "")
     ));
-    let retried_accepted = sent
-        .iter()
-        .filter(|x| x.answer == Answer::Accepted && retried.contains(&x.planned.submission_id))
-        .count();
     let urls = vec![node.url()];
-    let mut tally = s
+    let tally = s
         .finish(&node, urls, sent, &mut [&mut ingest, &mut worker])
         .await;
-    // Each retry costs a read and a refused write; a message handed straight back to the work
-    // queue on every refused publish would cost that many times more, and end as a
-    // `delivery_limit` dead letter.
-    let stats = s.sim.stats();
-    let (reads, patches) = (
-        stats.calls_of("get_conversation"),
-        stats.calls_of("patch_attributes"),
-    );
-    let refused = stats.status_count("patch_attributes", 503);
-    let per_retried = refused as f64 / retried_accepted.max(1) as f64;
-    tally.notes.push(format!(
-        "{retried_accepted} accepted submissions (every 8th) had their attribute write answered 503 until t={failing_for:.0}s, so they were retried through the alarms: {refused} refused writes, {per_retried:.1} attempts each; {reads} conversation reads and {patches} attribute writes for {} accepted submissions",
-        tally.accepted
-    ));
-    if retried_accepted > 0 && per_retried > 12.0 {
-        tally.problems.push(format!(
-            "{per_retried:.1} failed attempts per retried submission: retries looped"
-        ));
-    }
     tally.report_and_assert(s.mode);
 }
 
@@ -368,10 +345,33 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
             )),
         }
     }
+    let retried_accepted = sent
+        .iter()
+        .filter(|x| x.answer == Answer::Accepted && retried.contains(&x.planned.submission_id))
+        .count();
     let urls = vec![node.url()];
-    let tally = s
+    let mut tally = s
         .finish(&node, urls, sent, &mut [&mut ingest, &mut worker])
         .await;
+    // Each retry costs a read and a refused write; a message handed straight back to the work
+    // queue on every refused publish would cost that many times more, and end as a
+    // `delivery_limit` dead letter.
+    let stats = s.sim.stats();
+    let (reads, patches) = (
+        stats.calls_of("get_conversation"),
+        stats.calls_of("patch_attributes"),
+    );
+    let refused = stats.status_count("patch_attributes", 503);
+    let per_retried = refused as f64 / retried_accepted.max(1) as f64;
+    tally.notes.push(format!(
+        "{retried_accepted} accepted submissions (every 8th) had their attribute write answered 503 until t={failing_for:.0}s, so they were retried through the alarms: {refused} refused writes, {per_retried:.1} attempts each; {reads} conversation reads and {patches} attribute writes for {} accepted submissions",
+        tally.accepted
+    ));
+    if retried_accepted > 0 && per_retried > 12.0 {
+        tally.problems.push(format!(
+            "{per_retried:.1} failed attempts per retried submission: retries looped"
+        ));
+    }
     tally.report_and_assert(s.mode);
 }
 
