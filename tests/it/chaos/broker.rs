@@ -358,7 +358,7 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
     // `delivery_limit` dead letter.
     let stats = s.sim.stats();
     let (reads, patches) = (
-        stats.calls_of("get_conversation"),
+        stats.calls_of("get_conversation") + stats.calls_of("get_generic_conversation"),
         stats.calls_of("patch_attributes"),
     );
     let refused = stats.status_count("patch_attributes", 503);
