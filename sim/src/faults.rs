@@ -44,6 +44,8 @@ pub enum Route {
     ReplaceQueue,
     /// `GET /customers` (the CRM sandbox).
     CrmCustomers,
+    /// `POST /customers/search` (the CRM sandbox, identifiers in the body).
+    CrmCustomersSearch,
     /// `POST /services/oauth2/token` (Salesforce).
     SalesforceToken,
     /// `GET /services/data/vXX.X/query` (Salesforce).
@@ -79,6 +81,7 @@ impl Route {
             Route::RoutingQueues => "routing_queues",
             Route::ReplaceQueue => "replace_queue",
             Route::CrmCustomers => "crm_customers",
+            Route::CrmCustomersSearch => "crm_customers_search",
             Route::SalesforceToken => "salesforce_token",
             Route::SalesforceQuery => "salesforce_query",
             Route::SalesforceDescribe => "salesforce_describe",
@@ -97,6 +100,7 @@ impl Route {
             | Route::GetConversation
             | Route::PatchAttributes
             | Route::CrmCustomers
+            | Route::CrmCustomersSearch
             | Route::SalesforceToken
             | Route::SalesforceQuery
             | Route::SalesforceDescribe

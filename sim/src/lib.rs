@@ -31,7 +31,7 @@
 //! - `GET /api/v2/routing/queues`, `POST /api/v2/conversations/{cid}/participants/{pid}/replace/queue`.
 //! - Permissions: every route needs what the SDKs declare ([`Route::permissions`]); a client
 //!   whose role lacks them (`SimConfig::denied_permissions`) gets 403.
-//! - `GET /customers` — the generic CRM.
+//! - `GET /customers` and `POST /customers/search` (identifiers in a JSON body) — the generic CRM.
 //! - Salesforce: `POST /services/oauth2/token`, `GET /services/data/vXX.X/query?q=SOQL`,
 //!   `GET /services/data/vXX.X/sobjects/{Contact|Lead}/describe` (`routes::salesforce`).
 //! - Dataverse: `POST /{tenant}/oauth2/v2.0/token`, `GET /api/data/v9.2/contacts?$select&$filter&$top`,

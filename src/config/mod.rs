@@ -272,6 +272,17 @@ pub enum OnUnavailable {
     Retry,
 }
 
+/// How the generic REST CRM is asked (`crm.lookup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestLookup {
+    /// `GET {base_url}/customers?email=&phone=&sessionHash=`.
+    #[default]
+    Get,
+    /// `POST {base_url}/customers/search` with `{"email", "phone", "sessionHash"}`.
+    Post,
+}
+
 /// Which CRM API the adapter speaks (`crm.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -306,6 +317,11 @@ pub struct CrmSettings {
     pub base_url: String,
     /// Bearer key for the CRM (`kind = "rest"` only).
     pub api_key: SecretString,
+    /// Where the guest's identifiers go (`kind = "rest"` only): in the query string of
+    /// `GET {base_url}/customers`, or in the JSON body of `POST {base_url}/customers/search`,
+    /// out of the URLs that proxies and access logs keep.
+    #[serde(default)]
+    pub lookup: RestLookup,
     /// Lookup timeout.
     pub timeout_ms: u64,
     /// Degrade or retry when the CRM is down.

@@ -38,32 +38,7 @@ pub struct CrmClient {
     metrics: Arc<Metrics>,
 }
 
-/// Connection and cache settings of the generic REST CRM client.
-pub struct CrmClientConfig<'a> {
-    /// `{base_url}/customers`.
-    pub base_url: &'a str,
-    /// Bearer key.
-    pub api_key: secrecy::SecretString,
-    /// Lookup timeout.
-    pub timeout: Duration,
-    /// How long a found / not-found answer is reused (zero = no cache).
-    pub cache_ttl: Duration,
-}
-
 impl CrmClient {
-    /// A client of the generic REST contract, `{base_url}/customers`.
-    pub fn new(http: reqwest::Client, config: CrmClientConfig<'_>, metrics: Arc<Metrics>) -> Self {
-        let fields = super::fields::FieldMap::new(CrmKind::Rest, &Default::default());
-        let backend = super::rest::RestCrm::new(
-            http,
-            config.base_url,
-            config.api_key,
-            config.timeout,
-            fields,
-        );
-        Self::with_backend(Box::new(backend), config.timeout, config.cache_ttl, metrics)
-    }
-
     /// The client `crm.*` describes, for its `crm.kind`.
     pub fn from_settings(
         http: reqwest::Client,
@@ -76,6 +51,7 @@ impl CrmClient {
             CrmKind::Rest => Box::new(super::rest::RestCrm::new(
                 http,
                 &settings.base_url,
+                settings.lookup,
                 settings.api_key.clone(),
                 timeout,
                 fields,

@@ -1,7 +1,9 @@
-//! The generic REST CRM (`crm.kind = "rest"`, README, "Configuration", `crm.*`):
-//! `GET {base_url}/customers?email=…&phone=…&sessionHash=…` with a bearer key; the first
-//! customer of the array wins; `[]` or 404 means not found; anything else (errors,
-//! timeouts, a body that is not an array) means the CRM is unavailable.
+//! The generic REST CRM (`crm.kind = "rest"`, README, "CRM", `crm.*`):
+//! `GET {base_url}/customers?email=…&phone=…&sessionHash=…` with a bearer key, or with
+//! `crm.lookup = "post"` the same identifiers as a JSON body to `POST {base_url}/customers/search`
+//! (out of the URL, which proxies and access logs keep); the first customer of the array
+//! wins; `[]` or 404 means not found; anything else (errors, timeouts, a body that is not an
+//! array) means the CRM is unavailable.
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use super::backend::CrmBackend;
 use super::client::CrmError;
 use super::fields::FieldMap;
 use super::model::Customer;
+use crate::config::RestLookup;
 use crate::http_error::transport_reason;
 use crate::submission::Submission;
 
@@ -21,23 +24,30 @@ use crate::submission::Submission;
 pub struct RestCrm {
     http: reqwest::Client,
     url: String,
+    lookup: RestLookup,
     api_key: SecretString,
     timeout: Duration,
     fields: FieldMap,
 }
 
 impl RestCrm {
-    /// A client of `{base_url}/customers`.
+    /// A client of `{base_url}/customers` (or `…/customers/search`).
     pub fn new(
         http: reqwest::Client,
         base_url: &str,
+        lookup: RestLookup,
         api_key: SecretString,
         timeout: Duration,
         fields: FieldMap,
     ) -> Self {
+        let base = base_url.trim_end_matches('/');
         Self {
             http,
-            url: format!("{}/customers", base_url.trim_end_matches('/')),
+            url: match lookup {
+                RestLookup::Get => format!("{base}/customers"),
+                RestLookup::Post => format!("{base}/customers/search"),
+            },
+            lookup,
             api_key,
             timeout,
             fields,
@@ -45,11 +55,18 @@ impl RestCrm {
     }
 
     async fn get(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {
-        let mut request = self
-            .http
-            .get(&self.url)
-            .query(&query(submission))
-            .timeout(self.timeout);
+        let identifiers = query(submission);
+        let request = match self.lookup {
+            RestLookup::Get => self.http.get(&self.url).query(&identifiers),
+            RestLookup::Post => {
+                let body: Map<String, Value> = identifiers
+                    .into_iter()
+                    .map(|(key, value)| (key.to_string(), Value::from(value)))
+                    .collect();
+                self.http.post(&self.url).json(&body)
+            }
+        };
+        let mut request = request.timeout(self.timeout);
         if !self.api_key.expose_secret().is_empty() {
             request = request.bearer_auth(self.api_key.expose_secret());
         }
@@ -77,7 +94,7 @@ impl RestCrm {
     }
 }
 
-/// The identifiers a submission has, as query parameters.
+/// The identifiers a submission has, as query parameters (or body keys).
 fn query(submission: &Submission) -> Vec<(&'static str, &str)> {
     let mut query = Vec::new();
     if let Some(email) = &submission.guest.email {

@@ -368,3 +368,38 @@ async fn topology_check_proves_the_connection_and_names_a_mistyped_field() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn with_lookup_post_the_identifiers_travel_in_the_body_and_find_the_same_customers() {
+    let sim = seeded_sim().await;
+    let (crm, _) = client(
+        &sim,
+        "rest",
+        &[
+            ("PRECHAT__CRM__LOOKUP", "post"),
+            ("PRECHAT__CRM__CACHE_TTL_SECS", "0"),
+        ],
+    )
+    .await;
+    assert!(crm.probe().await);
+    for (guest, expected) in guests() {
+        let outcome = crm.lookup(&submission(guest.clone())).await;
+        let expected = Some(expected).filter(|e| !e.is_empty());
+        assert_eq!(found_id(&outcome), expected, "{guest}");
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.calls_of("crm_customers"), 0, "no identifier in a URL");
+    assert_eq!(
+        stats.calls_of("crm_customers_search"),
+        guests().len() as u64 + 1
+    );
+    // The sandbox's search refuses what is not a lookup body.
+    let refused = http()
+        .post(format!("{}/customers/search", sim.base_url()))
+        .bearer_auth("sandbox-crm-key")
+        .json(&json!({"mail": "ana@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}

@@ -1,4 +1,5 @@
-//! The CRM sandbox: `GET /customers?email=&phone=&sessionHash=` (README, "Configuration", `crm.*`).
+//! The CRM sandbox: `GET /customers?email=&phone=&sessionHash=`, or the same identifiers as a
+//! JSON body to `POST /customers/search` (README, "CRM", `crm.lookup`).
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,9 +11,9 @@ use crate::gate::{bearer, crm_error};
 use crate::model::Customer;
 use crate::state::Sim;
 
-/// Query of the customer lookup.
+/// Query (or body) of the customer lookup.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub(crate) struct CustomerQuery {
     email: Option<String>,
     phone: Option<String>,
@@ -26,7 +27,24 @@ pub(crate) async fn customers(
     headers: HeaderMap,
     Query(query): Query<CustomerQuery>,
 ) -> Response {
-    if bearer(&headers) != Some(sim.config().crm_api_key.as_str()) {
+    find(&sim, &headers, &query)
+}
+
+/// The same lookup with the identifiers in a JSON body; a body that is not such an object
+/// (unknown keys included) is a 400.
+pub(crate) async fn search_customers(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    body: Result<Json<CustomerQuery>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(query)) => find(&sim, &headers, &query),
+        Err(rejection) => crm_error(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    }
+}
+
+fn find(sim: &Sim, headers: &HeaderMap, query: &CustomerQuery) -> Response {
+    if bearer(headers) != Some(sim.config().crm_api_key.as_str()) {
         return crm_error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
     }
     let inner = sim.lock();

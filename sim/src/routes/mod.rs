@@ -96,6 +96,13 @@ pub(crate) fn router(sim: Sim) -> Router {
                 gate::crm,
             )),
         )
+        .route(
+            "/customers/search",
+            post(crm::search_customers).route_layer(from_fn_with_state(
+                (sim.clone(), Route::CrmCustomersSearch),
+                gate::crm,
+            )),
+        )
         .route("/services/oauth2/token", post(crm_oauth::salesforce_token))
         .route("/services/data/{version}/query", get(salesforce::query))
         .route(
