@@ -52,10 +52,14 @@ pub enum Route {
     SalesforceQuery,
     /// `GET /services/data/vXX.X/sobjects/{object}/describe` (Salesforce).
     SalesforceDescribe,
+    /// `POST /services/data/vXX.X/composite` (Salesforce).
+    SalesforceComposite,
     /// `POST /{tenant}/oauth2/v2.0/token` (Microsoft identity platform).
     DataverseToken,
     /// `GET /api/data/v9.2/{entity_set}` (Dataverse).
     DataverseQuery,
+    /// `POST /api/data/v9.2/$batch` (Dataverse).
+    DataverseBatch,
     /// `GET /api/data/v9.2/EntityDefinitions(LogicalName='…')/Attributes` (Dataverse).
     DataverseMetadata,
 }
@@ -85,8 +89,10 @@ impl Route {
             Route::SalesforceToken => "salesforce_token",
             Route::SalesforceQuery => "salesforce_query",
             Route::SalesforceDescribe => "salesforce_describe",
+            Route::SalesforceComposite => "salesforce_composite",
             Route::DataverseToken => "dataverse_token",
             Route::DataverseQuery => "dataverse_query",
+            Route::DataverseBatch => "dataverse_batch",
             Route::DataverseMetadata => "dataverse_metadata",
         }
     }
@@ -104,8 +110,10 @@ impl Route {
             | Route::SalesforceToken
             | Route::SalesforceQuery
             | Route::SalesforceDescribe
+            | Route::SalesforceComposite
             | Route::DataverseToken
             | Route::DataverseQuery
+            | Route::DataverseBatch
             | Route::DataverseMetadata => &[],
             Route::GetGenericConversation => &["conversation:communication:view"],
             Route::AttributesSearch => &["conversation:participant:attributesview"],

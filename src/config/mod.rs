@@ -272,14 +272,15 @@ pub enum OnUnavailable {
     Retry,
 }
 
-/// How the generic REST CRM is asked (`crm.lookup`).
+/// How a CRM lookup carries the guest's identifiers (`crm.lookup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestLookup {
     /// `GET {base_url}/customers?email=&phone=&sessionHash=`.
     #[default]
     Get,
-    /// `POST {base_url}/customers/search` with `{"email", "phone", "sessionHash"}`.
+    /// In a body: `POST {base_url}/customers/search` with `{"email", "phone", "sessionHash"}`,
+    /// a Salesforce Composite request, a Dataverse `$batch`.
     Post,
 }
 
@@ -317,9 +318,9 @@ pub struct CrmSettings {
     pub base_url: String,
     /// Bearer key for the CRM (`kind = "rest"` only).
     pub api_key: SecretString,
-    /// Where the guest's identifiers go (`kind = "rest"` only): in the query string of
-    /// `GET {base_url}/customers`, or in the JSON body of `POST {base_url}/customers/search`,
-    /// out of the URLs that proxies and access logs keep.
+    /// Where the guest's identifiers go: in the lookup's URL, or in a request body, out of the
+    /// URLs that proxies and access logs keep (`rest`: `POST {base_url}/customers/search`;
+    /// `salesforce`: a Composite request; `dynamics`: a `$batch`).
     #[serde(default)]
     pub lookup: RestLookup,
     /// Lookup timeout.

@@ -8,6 +8,9 @@
 //!   ([`super::phone`]) compared in E.164, then by the session hash column when mapped.
 //!   String literals double their single quotes ([`odata_string`]) and the whole query
 //!   option is percent-encoded, so no value can end the literal or the option.
+//! - With `crm.lookup = "post"` each query goes as the one request of a `$batch`
+//!   (`POST {environment_url}/api/data/v9.2/$batch`, `multipart/mixed`), so the filter (and
+//!   the guest's email or phone in it) travels in the body, not in the URL.
 //! - Service protection limits answer 429 with `Retry-After`: [`CrmError::RateLimited`],
 //!   which the shared client waits out as a slowdown of the CRM's calls alone.
 
@@ -50,6 +53,8 @@ pub struct Dynamics {
     tokens: TokenCache,
     timeout: Duration,
     region: Option<phonenumber::country::Id>,
+    /// `post`: queries go inside a `$batch` body.
+    batch: bool,
 }
 
 /// An OData string literal, quotes included: a single quote is doubled. (The query option
@@ -139,6 +144,7 @@ impl Dynamics {
             tokens: TokenCache::new(http, grant),
             timeout: settings.timeout(),
             region: settings.phone_region(),
+            batch: settings.lookup == crate::config::RestLookup::Post,
         }
     }
 
@@ -146,17 +152,44 @@ impl Dynamics {
         let answer = self.tokens.get(url, &ODATA_HEADERS, self.timeout).await?;
         match answer.status {
             200 => Ok(answer.body),
-            429 => {
-                let wait = retry_after(&answer.headers).unwrap_or(DEFAULT_RETRY_AFTER);
-                Err(CrmError::RateLimited(wait))
-            }
-            status => Err(match serde_json::from_slice::<ODataError>(&answer.body) {
-                Ok(e) => CrmError::Refused {
-                    status,
-                    code: e.error.code,
-                },
-                Err(_) => CrmError::Status(status),
-            }),
+            status => Err(refusal(status, retry_after(&answer.headers), &answer.body)),
+        }
+    }
+
+    /// `GET url` as the one request of a `$batch`: the URL travels in the body.
+    async fn get_in_batch(&self, url: &str) -> Result<Vec<u8>, CrmError> {
+        let boundary = format!("batch_{}", uuid::Uuid::new_v4().simple());
+        let body = format!(
+            "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nGET {url} HTTP/1.1\r\nAccept: application/json\r\n\r\n--{boundary}--\r\n"
+        );
+        let answer = self
+            .tokens
+            .post(
+                &format!("{}/$batch", self.api),
+                &ODATA_HEADERS,
+                &format!("multipart/mixed; boundary={boundary}"),
+                body.into_bytes(),
+                self.timeout,
+            )
+            .await?;
+        if answer.status != 200 {
+            return Err(refusal(
+                answer.status,
+                retry_after(&answer.headers),
+                &answer.body,
+            ));
+        }
+        let content_type = answer
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (status, body) = first_batch_answer(content_type, &answer.body)
+            .ok_or_else(|| CrmError::Unreadable("batch answer".into()))?;
+        match status {
+            200 => Ok(body),
+            // A throttled request inside a batch carries no header we read: wait the default.
+            status => Err(refusal(status, None, &body)),
         }
     }
 
@@ -173,7 +206,11 @@ impl Dynamics {
             self.entity_set,
             odata_query(columns, filter, top)
         );
-        let body = self.get(&url).await?;
+        let body = if self.batch {
+            self.get_in_batch(&url).await?
+        } else {
+            self.get(&url).await?
+        };
         let collection: Collection = serde_json::from_slice(&body)
             .map_err(|e| CrmError::Unreadable(format!("collection: {e}")))?;
         Ok(collection.value)
@@ -271,6 +308,37 @@ impl CrmBackend for Dynamics {
         }
         .boxed()
     }
+}
+
+/// The error of an answer other than 200: Dataverse's `{"error": {"code", "message"}}`, or a
+/// 429 to wait out.
+fn refusal(status: u16, retry_after: Option<Duration>, body: &[u8]) -> CrmError {
+    if status == 429 {
+        return CrmError::RateLimited(retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
+    }
+    match serde_json::from_slice::<ODataError>(body) {
+        Ok(e) => CrmError::Refused {
+            status,
+            code: e.error.code,
+        },
+        Err(_) => CrmError::Status(status),
+    }
+}
+
+/// The status and body of the first answer in a `multipart/mixed` batch answer: the part's
+/// `application/http` content is a status line, headers, a blank line and the body.
+fn first_batch_answer(content_type: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"');
+    let text = std::str::from_utf8(body).ok()?;
+    let delimiter = format!("--{boundary}");
+    let part = text.split(&delimiter).nth(1)?;
+    let (_, http) = part.split_once("\r\n\r\n")?;
+    let (head, body) = http.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.trim_end().as_bytes().to_vec()))
 }
 
 #[cfg(test)]

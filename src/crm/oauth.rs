@@ -164,14 +164,61 @@ impl TokenCache {
         headers: &[(&'static str, &'static str)],
         timeout: Duration,
     ) -> Result<Answer, CrmError> {
+        self.send(reqwest::Method::GET, url, headers, None, timeout)
+            .await
+    }
+
+    /// `POST url` with a body of the given content type.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&'static str, &'static str)],
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Answer, CrmError> {
+        let body = (content_type.to_string(), body);
+        self.send(reqwest::Method::POST, url, headers, Some(body), timeout)
+            .await
+    }
+
+    /// `POST url` with a JSON body, as [`TokenCache::get`] does a `GET`.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&'static str, &'static str)],
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Answer, CrmError> {
+        let body = (
+            "application/json".to_string(),
+            serde_json::to_vec(body).unwrap_or_default(),
+        );
+        self.send(reqwest::Method::POST, url, headers, Some(body), timeout)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&'static str, &'static str)],
+        body: Option<(String, Vec<u8>)>,
+        timeout: Duration,
+    ) -> Result<Answer, CrmError> {
         let mut retried = false;
         loop {
             let token = self.token().await?;
             let mut request = self
                 .http
-                .get(url)
+                .request(method.clone(), url)
                 .bearer_auth(token.expose())
                 .timeout(timeout);
+            if let Some((content_type, bytes)) = &body {
+                request = request
+                    .header("content-type", content_type.as_str())
+                    .body(bytes.clone());
+            }
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }

@@ -37,7 +37,12 @@ const PHONE_LIMIT: usize = 10;
 /// The Salesforce REST API of one org.
 pub struct Salesforce {
     base: String,
+    /// `/services/data/vXX.X`.
+    api_path: String,
+    /// `{base}{api_path}`.
     api: String,
+    /// `post`: queries go as a Composite subrequest, in a `POST` body.
+    composite: bool,
     object: String,
     fields: FieldMap,
     tokens: TokenCache,
@@ -151,8 +156,11 @@ impl Salesforce {
         } else {
             settings.object.clone()
         };
+        let api_path = format!("/services/data/v{}", sf.api_version);
         Self {
-            api: format!("{base}/services/data/v{}", sf.api_version),
+            api: format!("{base}{api_path}"),
+            api_path,
+            composite: settings.lookup == crate::config::RestLookup::Post,
             base,
             object,
             fields,
@@ -210,28 +218,51 @@ impl Salesforce {
         if answer.status == 200 {
             return Ok(answer.body);
         }
-        let code = serde_json::from_slice::<Vec<ApiError>>(&answer.body)
-            .ok()
-            .and_then(|errors| errors.into_iter().next())
-            .map(|e| e.error_code);
-        Err(match code {
-            Some(code) if answer.status == 403 && code == "REQUEST_LIMIT_EXCEEDED" => {
-                tracing::warn!("Salesforce API request limit exceeded: the CRM is unavailable");
-                CrmError::LimitExceeded
-            }
-            Some(code) => CrmError::Refused {
-                status: answer.status,
-                code,
-            },
-            None => CrmError::Status(answer.status),
-        })
+        Err(refusal(answer.status, &answer.body))
+    }
+
+    /// One query as the only subrequest of a Composite request, so that the SOQL (and the
+    /// guest's email or phone in it) travels in the `POST` body rather than in the URL.
+    async fn composite_query(&self, path: &str) -> Result<Vec<u8>, CrmError> {
+        let request = serde_json::json!({
+            "allOrNone": false,
+            "compositeRequest": [{"method": "GET", "url": path, "referenceId": "lookup"}],
+        });
+        let answer = self
+            .tokens
+            .post_json(
+                &format!("{}/composite", self.api),
+                &[("accept", "application/json")],
+                &request,
+                self.timeout,
+            )
+            .await?;
+        self.note_limits(&answer);
+        if answer.status != 200 {
+            return Err(refusal(answer.status, &answer.body));
+        }
+        let composite: CompositeResponse = serde_json::from_slice(&answer.body)
+            .map_err(|e| CrmError::Unreadable(format!("composite result: {e}")))?;
+        let Some(sub) = composite.composite_response.into_iter().next() else {
+            return Err(CrmError::Unreadable(
+                "composite result without a response".into(),
+            ));
+        };
+        let body = serde_json::to_vec(&sub.body).unwrap_or_default();
+        match sub.http_status_code {
+            200 => Ok(body),
+            status => Err(refusal(status, &body)),
+        }
     }
 
     /// Runs one SOQL query.
     pub async fn query(&self, soql: &str) -> Result<Vec<Map<String, Value>>, CrmError> {
-        let body = self
-            .get(&format!("{}/query?q={}", self.api, encode(soql)))
-            .await?;
+        let path = format!("{}/query?q={}", self.api_path, encode(soql));
+        let body = if self.composite {
+            self.composite_query(&path).await?
+        } else {
+            self.get(&format!("{}{path}", self.base)).await?
+        };
         let result: QueryResult = serde_json::from_slice(&body)
             .map_err(|e| CrmError::Unreadable(format!("query result: {e}")))?;
         Ok(result.records)
@@ -340,6 +371,35 @@ impl CrmBackend for Salesforce {
         }
         .boxed()
     }
+}
+
+/// The error of an answer other than 200: Salesforce's `[{"errorCode", "message"}]`.
+fn refusal(status: u16, body: &[u8]) -> CrmError {
+    let code = serde_json::from_slice::<Vec<ApiError>>(body)
+        .ok()
+        .and_then(|errors| errors.into_iter().next())
+        .map(|e| e.error_code);
+    match code {
+        Some(code) if status == 403 && code == "REQUEST_LIMIT_EXCEEDED" => {
+            tracing::warn!("Salesforce API request limit exceeded: the CRM is unavailable");
+            CrmError::LimitExceeded
+        }
+        Some(code) => CrmError::Refused { status, code },
+        None => CrmError::Status(status),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompositeResponse {
+    composite_response: Vec<CompositeSubresponse>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompositeSubresponse {
+    body: Value,
+    http_status_code: u16,
 }
 
 #[cfg(test)]

@@ -370,30 +370,39 @@ async fn topology_check_proves_the_connection_and_names_a_mistyped_field() {
 }
 
 #[tokio::test]
-async fn with_lookup_post_the_identifiers_travel_in_the_body_and_find_the_same_customers() {
-    let sim = seeded_sim().await;
-    let (crm, _) = client(
-        &sim,
-        "rest",
-        &[
-            ("PRECHAT__CRM__LOOKUP", "post"),
-            ("PRECHAT__CRM__CACHE_TTL_SECS", "0"),
-        ],
-    )
-    .await;
-    assert!(crm.probe().await);
-    for (guest, expected) in guests() {
-        let outcome = crm.lookup(&submission(guest.clone())).await;
-        let expected = Some(expected).filter(|e| !e.is_empty());
-        assert_eq!(found_id(&outcome), expected, "{guest}");
+async fn with_lookup_post_the_identifiers_travel_in_a_body_and_find_the_same_customers() {
+    // (kind, the route with the identifiers in its URL, the one with them in its body)
+    for (kind, in_url, in_body) in [
+        ("rest", "crm_customers", "crm_customers_search"),
+        ("salesforce", "salesforce_query", "salesforce_composite"),
+        ("dynamics", "dataverse_query", "dataverse_batch"),
+    ] {
+        let sim = seeded_sim().await;
+        let (crm, _) = client(
+            &sim,
+            kind,
+            &[
+                ("PRECHAT__CRM__LOOKUP", "post"),
+                ("PRECHAT__CRM__CACHE_TTL_SECS", "0"),
+            ],
+        )
+        .await;
+        assert!(crm.probe().await, "{kind}");
+        for (guest, expected) in guests() {
+            let outcome = crm.lookup(&submission(guest.clone())).await;
+            let expected = Some(expected).filter(|e| !e.is_empty());
+            assert_eq!(found_id(&outcome), expected, "{kind}: {guest}");
+        }
+        let stats = sim.stats();
+        assert_eq!(stats.calls_of(in_url), 0, "{kind}: no identifier in a URL");
+        assert!(
+            stats.calls_of(in_body) > guests().len() as u64,
+            "{kind}: {:?}",
+            stats.calls_of(in_body)
+        );
     }
-    let stats = sim.stats();
-    assert_eq!(stats.calls_of("crm_customers"), 0, "no identifier in a URL");
-    assert_eq!(
-        stats.calls_of("crm_customers_search"),
-        guests().len() as u64 + 1
-    );
-    // The sandbox's search refuses what is not a lookup body.
+    // The sandbox refuses what is not a lookup body.
+    let sim = seeded_sim().await;
     let refused = http()
         .post(format!("{}/customers/search", sim.base_url()))
         .bearer_auth("sandbox-crm-key")

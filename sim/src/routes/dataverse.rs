@@ -17,6 +17,12 @@
 //! - Metadata: `GET /api/data/v9.2/EntityDefinitions(LogicalName='contact')/Attributes?
 //!   $select=LogicalName` answers `{"@odata.context","value":[{"LogicalName","MetadataId"}]}`
 //!   (<https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/query-metadata-web-api>).
+//! - Batch: `POST /api/data/v9.2/$batch` with `Content-Type: multipart/mixed; boundary=…`,
+//!   each part `Content-Type: application/http` holding a request (`GET <url> HTTP/1.1`,
+//!   headers, a blank line; CRLF line ends), answers 200 `multipart/mixed` with one
+//!   `application/http` part per request holding that request's own answer
+//!   (<https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/execute-batch-operations-using-web-api>).
+//!   The sandbox serves `GET` queries of entity sets in a batch.
 //! - Token: client credentials at the Microsoft identity platform with `scope=…/.default`,
 //!   [`super::crm_oauth`]
 //!   (<https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow>).
@@ -286,6 +292,91 @@ fn run_query(
         "value": rows,
     }))
     .into_response()
+}
+
+/// `POST /api/data/v9.2/$batch`.
+pub(crate) async fn batch(State(sim): State<Sim>, headers: HeaderMap, body: String) -> Response {
+    latency(&sim).await;
+    let response = match admit(&sim, &headers) {
+        Some(response) => response,
+        None => run_batch(&sim, &headers, &body).await,
+    };
+    record(&sim, Route::DataverseBatch, &headers, response)
+}
+
+async fn run_batch(sim: &Sim, headers: &HeaderMap, body: &str) -> Response {
+    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "0x80048d19", message);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(boundary) = content_type
+        .strip_prefix("multipart/mixed")
+        .and_then(|rest| {
+            rest.split(';')
+                .find_map(|p| p.trim().strip_prefix("boundary="))
+        })
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty())
+    else {
+        return bad("a batch needs Content-Type: multipart/mixed; boundary=…");
+    };
+    let delimiter = format!("--{boundary}");
+    let Some((_, rest)) = body.split_once(&delimiter) else {
+        return bad("the batch body has no part");
+    };
+    let Some((parts, _)) = rest.rsplit_once(&format!("{delimiter}--")) else {
+        return bad("the batch body does not end with its closing delimiter");
+    };
+    let answer_boundary = format!("batchresponse_{}", Uuid::new_v4());
+    let mut out = String::new();
+    for part in parts.split(&delimiter) {
+        let Some((part_headers, request)) = part.trim_start_matches("\r\n").split_once("\r\n\r\n")
+        else {
+            return bad("a batch part needs its headers, a blank line (CRLF) and its request");
+        };
+        if !part_headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/http")
+        {
+            return bad("each batch part needs Content-Type: application/http");
+        }
+        let line = request.lines().next().unwrap_or_default();
+        let mut words = line.split(' ');
+        let (Some(method), Some(url), Some("HTTP/1.1")) =
+            (words.next(), words.next(), words.next())
+        else {
+            return bad(&format!("not a request line: {line}"));
+        };
+        let path = url.find("/api/data/").map_or(url, |at| &url[at..]);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let answer = match (method, path.strip_prefix("/api/data/v9.2/")) {
+            ("GET", Some(set)) if !set.contains('/') => {
+                let params: HashMap<String, String> =
+                    serde_urlencoded::from_str(query).unwrap_or_default();
+                run_query(sim, set, headers, &params)
+            }
+            _ => bad("the sandbox serves GET queries of entity sets in a batch"),
+        };
+        let status = answer.status();
+        let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "--{answer_boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nHTTP/1.1 {} {}\r\nContent-Type: application/json; odata.metadata=minimal\r\nOData-Version: 4.0\r\n\r\n{}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    out.push_str(&format!("--{answer_boundary}--\r\n"));
+    let mut response = (StatusCode::OK, out).into_response();
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("multipart/mixed; boundary={answer_boundary}"))
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
 }
 
 /// `GET /api/data/v9.2/EntityDefinitions(LogicalName='contact')/Attributes`.

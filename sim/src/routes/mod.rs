@@ -106,10 +106,15 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/services/oauth2/token", post(crm_oauth::salesforce_token))
         .route("/services/data/{version}/query", get(salesforce::query))
         .route(
+            "/services/data/{version}/composite",
+            post(salesforce::composite),
+        )
+        .route(
             "/services/data/{version}/sobjects/{object}/describe",
             get(salesforce::describe),
         )
         .route("/{tenant}/oauth2/v2.0/token", post(crm_oauth::microsoft_token))
+        .route("/api/data/v9.2/$batch", post(dataverse::batch))
         .route("/api/data/v9.2/{set}", get(dataverse::entity_set))
         .route("/api/data/v9.2/{definition}/Attributes", get(dataverse::attributes))
         .merge(control::router())

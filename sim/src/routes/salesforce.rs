@@ -18,6 +18,13 @@
 //! - Describe: `GET /services/data/vXX.X/sobjects/{object}/describe` answers `{"name",
 //!   "fields":[{"name","type","label",…}],…}`
 //!   (<https://developer.salesforce.com/docs/platform/api-rest/guide/dome-sobject-describe.html>).
+//! - Composite: `POST /services/data/vXX.X/composite` with `{"allOrNone", "compositeRequest":
+//!   [{"method","url","referenceId"}]}` (at most 25 subrequests, `referenceId` letters, digits
+//!   and `_`, starting with a letter) answers 200 `{"compositeResponse": [{"body",
+//!   "httpHeaders","httpStatusCode","referenceId"}]}`, each subrequest's own answer inside; it
+//!   counts as one API call (<https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite.htm>,
+//!   <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/requests_composite.htm>).
+//!   The sandbox serves query subrequests (`GET /services/data/vXX.X/query?q=…`) only.
 //! - Token: the client credentials flow of a connected app, [`super::crm_oauth`]
 //!   (<https://developer.salesforce.com/docs/atlas.en-us.chatterapi.meta/chatterapi/quickstart_connecting.htm>).
 //!
@@ -309,6 +316,99 @@ pub(crate) async fn query(
         }
     };
     record(&sim, Route::SalesforceQuery, &headers, response)
+}
+
+/// `POST /services/data/{version}/composite`.
+pub(crate) async fn composite(
+    State(sim): State<Sim>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    latency(&sim).await;
+    let response = match admit(&sim, &headers) {
+        Err(response) => response,
+        Ok(info) => {
+            let mut response = match body {
+                Ok(Json(body)) => run_composite(&sim, &version, &body).await,
+                Err(rejection) => errors(
+                    StatusCode::BAD_REQUEST,
+                    "JSON_PARSER_ERROR",
+                    &rejection.body_text(),
+                ),
+            };
+            set_limit_info(&mut response, &info);
+            response
+        }
+    };
+    record(&sim, Route::SalesforceComposite, &headers, response)
+}
+
+async fn run_composite(sim: &Sim, version: &str, body: &Value) -> Response {
+    if !version_ok(version) {
+        return errors(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        );
+    }
+    let invalid = |message: &str| errors(StatusCode::BAD_REQUEST, "INVALID_INPUT", message);
+    let Some(requests) = body.get("compositeRequest").and_then(Value::as_array) else {
+        return invalid("compositeRequest is required");
+    };
+    if requests.is_empty() || requests.len() > 25 {
+        return invalid("compositeRequest takes 1 to 25 subrequests");
+    }
+    let query_path = format!("/services/data/{version}/query");
+    let mut answers = Vec::new();
+    for request in requests {
+        let field = |key: &str| request.get(key).and_then(Value::as_str);
+        let (Some(method), Some(url), Some(reference)) =
+            (field("method"), field("url"), field("referenceId"))
+        else {
+            return invalid("each subrequest needs method, url and referenceId");
+        };
+        let reference_ok = reference
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && reference
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !reference_ok {
+            return invalid(&format!("invalid referenceId: {reference}"));
+        }
+        let query = url
+            .strip_prefix(&query_path)
+            .map(|rest| rest.strip_prefix('/').unwrap_or(rest))
+            .and_then(|rest| rest.strip_prefix('?'));
+        let (answer_status, answer_body) = match (method, query) {
+            ("GET", Some(query)) => {
+                let params: HashMap<String, String> =
+                    serde_urlencoded::from_str(query).unwrap_or_default();
+                let answer = run_query(sim, version, params.get("q"));
+                let status = answer.status().as_u16();
+                let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                )
+            }
+            _ => (
+                400,
+                json!([{"message": "the sandbox serves GET query subrequests only", "errorCode": "INVALID_INPUT"}]),
+            ),
+        };
+        answers.push(json!({
+            "body": answer_body,
+            "httpHeaders": {},
+            "httpStatusCode": answer_status,
+            "referenceId": reference,
+        }));
+    }
+    Json(json!({ "compositeResponse": answers })).into_response()
 }
 
 fn run_query(sim: &Sim, version: &str, q: Option<&String>) -> Response {
