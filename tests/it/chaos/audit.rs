@@ -1,7 +1,9 @@
 //! The end of a scenario: wait until the system has drained (bounded), then count what became
 //! of every submission and every side effect, write the report row, and say what is wrong.
 //!
-//! - *enriched*: accepted, its conversation carries its `prechatSubmissionId`, not dead;
+//! - *enriched*: accepted, its conversation carries its `prechatSubmissionId` and an
+//!   `enrichedAt` (the web tier may set the first on its own; only the service writes the
+//!   second), not dead;
 //! - *dead-lettered*: accepted and in the dead-letter queue;
 //! - *lost*: accepted (202) and neither;
 //! - *duplicated effects*: External Contacts beyond one per email, transfers beyond one per
@@ -100,9 +102,9 @@ impl Audit<'_> {
                 .conversations()
                 .iter()
                 .filter(|c| {
-                    accepted.get(c.id.as_str()).is_some_and(|sid| {
-                        c.attributes.get("prechatSubmissionId").map(String::as_str) == Some(*sid)
-                    })
+                    accepted
+                        .get(c.id.as_str())
+                        .is_some_and(|sid| enriched_by(&c.attributes, sid))
                 })
                 .count();
             let in_queues: u64 = match node.depths(&prefix).await {
@@ -212,9 +214,7 @@ impl Audit<'_> {
         for s in sent {
             let planned = &s.planned;
             let view = conversations.get(&planned.conversation_id);
-            let enriched = view.is_some_and(|v| {
-                v.attributes.get("prechatSubmissionId") == Some(&planned.submission_id)
-            });
+            let enriched = view.is_some_and(|v| enriched_by(&v.attributes, &planned.submission_id));
             let is_dead = dead.contains_key(&planned.submission_id);
             match s.answer {
                 Answer::Accepted => {
@@ -439,4 +439,13 @@ fn append(path: &std::path::Path, text: &str) {
     {
         let _ = file.write_all(text.as_bytes());
     }
+}
+
+/// Whether a conversation's attributes are the service's work for `submission_id`.
+pub fn enriched_by(
+    attributes: &std::collections::BTreeMap<String, String>,
+    submission_id: &str,
+) -> bool {
+    attributes.get("prechatSubmissionId").map(String::as_str) == Some(submission_id)
+        && attributes.contains_key("enrichedAt")
 }

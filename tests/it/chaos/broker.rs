@@ -230,7 +230,18 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
         .map(|(at, _, secs)| at + *secs as f64)
         .fold(0.0, f64::max)
         + 12.0;
-    let plan = s.plan(n);
+    let mut plan = s.plan(n);
+    // Every 8th (from the 5th) comes without its conversation id, on a conversation the search
+    // shows only 9 s after it was made: the resolver matches those sent before the memory
+    // alarm while it is on, so its republishes meet the blocked broker too.
+    s.sim.set_index_delay_ms(9_000);
+    for planned in plan.iter_mut().skip(4).step_by(8) {
+        let conversation = s
+            .sim
+            .seed_conversation(crate::genesys::support::correlated(&planned.submission_id));
+        planned.conversation_id = conversation.id;
+        planned.parked = true;
+    }
     let retried: std::collections::HashSet<String> = plan
         .iter()
         .step_by(8)
@@ -349,6 +360,14 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
         .iter()
         .filter(|x| x.answer == Answer::Accepted && retried.contains(&x.planned.submission_id))
         .count();
+    let parked_before_the_alarm = sent
+        .iter()
+        .filter(|x| x.answer == Answer::Accepted && x.planned.parked && x.at.as_secs_f64() < 6.0)
+        .count();
+    let parked_accepted = sent
+        .iter()
+        .filter(|x| x.answer == Answer::Accepted && x.planned.parked)
+        .count();
     let urls = vec![node.url()];
     let mut tally = s
         .finish(&node, urls, sent, &mut [&mut ingest, &mut worker])
@@ -367,6 +386,26 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
         "{retried_accepted} accepted submissions (every 8th) had their attribute write answered 503 until t={failing_for:.0}s, so they were retried through the alarms: {refused} refused writes, {per_retried:.1} attempts each; {reads} conversation reads and {patches} attribute writes for {} accepted submissions",
         tally.accepted
     ));
+    tally.notes.push(format!(
+        "{parked_accepted} accepted submissions (every 8th from the 5th) came without a conversation id, on conversations searchable 9 s after they were made: {parked_before_the_alarm} of them were accepted before the memory alarm, so the resolver matched them while it was on"
+    ));
+    // What the worker did while the broker blocked it, from its log.
+    let log = std::fs::read_to_string(s.dir.join("worker.log")).unwrap_or_default();
+    let held_follow_ups = log.matches("follow-up publish refused").count();
+    let held_republishes = log.matches("matched submission not republished").count();
+    tally.notes.push(format!(
+        "while publishing was blocked: {held_follow_ups} refused follow-up publishes (retries) held and tried again, {held_republishes} refused resolver republishes (matches) kept for the next poll"
+    ));
+    if held_follow_ups == 0 || held_republishes == 0 {
+        tally.problems.push(
+            "the alarm met no held follow-up or no held resolver republish: the scenario did not exercise them".into(),
+        );
+    }
+    if parked_before_the_alarm == 0 {
+        tally
+            .problems
+            .push("no parked submission was accepted before the memory alarm".into());
+    }
     if retried_accepted > 0 && per_retried > 12.0 {
         tally.problems.push(format!(
             "{per_retried:.1} failed attempts per retried submission: retries looped"

@@ -27,6 +27,9 @@ pub struct Planned {
     pub conversation_id: String,
     /// Its guest's email, unique in the run.
     pub email: String,
+    /// Sent without its conversation id: the resolver finds the conversation by its
+    /// `prechatSubmissionId` participant attribute.
+    pub parked: bool,
 }
 
 /// What the ingest answered.
@@ -85,6 +88,7 @@ pub fn seed(sim: &SimHandle, n: usize, run: &str) -> Vec<Planned> {
                 submission_id: uuid::Uuid::new_v4().to_string(),
                 conversation_id: conversation.id,
                 email,
+                parked: false,
             }
         })
         .collect()
@@ -93,14 +97,18 @@ pub fn seed(sim: &SimHandle, n: usize, run: &str) -> Vec<Planned> {
 /// The JSON body of a planned submission (consent given, a signed-in guest whose email the web
 /// tier verified, a raw browser session id).
 pub fn body(planned: &Planned) -> serde_json::Value {
-    json!({
+    let mut body = json!({
         "schemaVersion": 1,
         "submissionId": planned.submission_id,
         "conversationId": planned.conversation_id,
         "guest": {"email": planned.email, "verified": true, "sessionId": format!("browser-{}", planned.submission_id)},
         "survey": {"subject": "Billing", "priority": "high", "language": "en-US"},
         "consent": {"given": true, "type": "explicit"}
-    })
+    });
+    if planned.parked {
+        body.as_object_mut().unwrap().remove("conversationId");
+    }
+    body
 }
 
 /// Counters the scenario can watch while the load runs.

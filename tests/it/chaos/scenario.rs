@@ -200,7 +200,7 @@ impl Scenario {
         self.sim
             .conversations()
             .iter()
-            .filter(|c| c.attributes.contains_key("prechatSubmissionId"))
+            .filter(|c| c.attributes.contains_key("enrichedAt"))
             .count()
     }
 
