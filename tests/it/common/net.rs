@@ -75,6 +75,58 @@ impl TcpStandIn {
     }
 }
 
+/// A loopback address that drops SYNs: a listener that never accepts, with an accept queue
+/// of one that is kept full, so the kernel drops every further handshake and a `connect`
+/// hangs as it does towards a black-holed host. Held until dropped.
+pub struct BlackHole {
+    addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    /// Binds one and fills its accept queue.
+    pub async fn start() -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.1:0".parse().unwrap())?;
+        let listener = socket.listen(1)?;
+        let addr = listener.local_addr()?;
+        let mut queued = Vec::new();
+        // Linux queues backlog + 1 connections; the ones after are never answered.
+        for _ in 0..4 {
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => queued.push(stream),
+                _ => break,
+            }
+        }
+        Ok(Self {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether a new connection really hangs (the kernel drops its SYN).
+    pub async fn drops_syns(&self) -> bool {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            TcpStream::connect(self.addr),
+        )
+        .await
+        .is_err()
+    }
+}
+
 impl Drop for TcpStandIn {
     fn drop(&mut self) {
         self.task.abort();

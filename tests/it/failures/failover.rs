@@ -1,17 +1,40 @@
-//! A cluster URL list whose first node accepts TCP connections and never completes the AMQP
-//! handshake (a node whose socket is open but whose broker is stuck).
+//! A cluster URL list whose first node is unreachable in one of two ways: it drops SYNs (a
+//! black-holed host: `connect` hangs), or it accepts TCP connections and never completes the
+//! AMQP handshake (a node whose socket is open but whose broker is stuck).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use prechat_enricher::startup::{Components, Roles};
 
-use crate::common::net::TcpStandIn;
+use crate::common::net::{BlackHole, TcpStandIn};
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_first_node_does_not_keep_the_other_nodes_from_being_tried() {
-    let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
     let stalled = TcpStandIn::stalled().await;
+    let slowest = failover_through(stalled.addr(), "stalled").await;
+    assert!(
+        slowest < Duration::from_millis(3000),
+        "at most one stalled node is waited for, once: {slowest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_first_node_does_not_keep_the_other_nodes_from_being_tried() {
+    let hole = BlackHole::start().await.expect("a loopback listener");
+    assert!(hole.drops_syns().await, "the stand-in drops SYNs");
+    let slowest = failover_through(hole.addr(), "black-holed").await;
+    assert!(
+        slowest < Duration::from_millis(3000),
+        "at most one black-holed node is waited for, once: {slowest:?}"
+    );
+}
+
+/// Connects the publish and consume brokers of four processes through `[first, a forwarder
+/// to the broker, the broker]`; the slowest connection's time.
+async fn failover_through(first: SocketAddr, what: &str) -> Duration {
+    let sim = prechat_sim::spawn(fast_sim()).await.unwrap();
     let broker_addr = reqwest::Url::parse(&amqp_url()).unwrap();
     let (host, port) = (
         broker_addr.host_str().unwrap().to_string(),
@@ -25,7 +48,7 @@ async fn a_stalled_first_node_does_not_keep_the_other_nodes_from_being_tried() {
     .await
     .unwrap();
     let urls = [
-        format!("amqp://guest:guest@{}/%2f", stalled.addr()),
+        format!("amqp://guest:guest@{first}/%2f"),
         format!("amqp://guest:guest@{}/%2f", second.addr()),
         amqp_url(),
     ]
@@ -50,17 +73,14 @@ async fn a_stalled_first_node_does_not_keep_the_other_nodes_from_being_tried() {
                 .expect("failover is bounded")
                 .expect("a channel through one of the other nodes");
             let took = started.elapsed();
-            println!("process {process}: connected after {took:?}");
+            println!("{what} first node, process {process}: connected after {took:?}");
             slowest = slowest.max(took);
             assert!(channel.status().connected());
             let _ = channel.close(200, "done".into()).await;
             broker.close().await;
         }
     }
-    println!("failover time (slowest of 8 connections, connect timeout 1000 ms): {slowest:?}");
-    assert!(
-        slowest < Duration::from_millis(3000),
-        "at most one stalled node is waited for, once: {slowest:?}"
-    );
+    println!("failover time with a {what} first node (slowest of 8 connections, connect timeout 1000 ms): {slowest:?}");
     sim.shutdown();
+    slowest
 }

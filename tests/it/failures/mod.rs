@@ -4,8 +4,8 @@
 //! than the configuration's.
 //!
 //! - `token` — the token grant ends within its timeout, shares one grant, waits out a 429;
-//! - `failover` — a stalled first node of a cluster URL list does not keep the others from
-//!   being tried;
+//! - `failover` — a first node of a cluster URL list that drops SYNs, or accepts and never
+//!   answers, does not keep the others from being tried;
 //! - `ipv6` — an AMQP URL with an IPv6 literal connects to that address;
 //! - `drift` — a queue declared with another `x-delivery-limit` stops the start naming it;
 //! - `lost_channel` — a worker whose consuming channel is lost starts no further write once
