@@ -541,8 +541,8 @@ fn table_fitting(
     Ok(())
 }
 
-/// The lines of a cell `width` wide: each line ends after the last space, `-`, `_`, `.` or
-/// `/` that fits (a space at the start of the next line is dropped); a word longer than the
+/// The lines of a cell `width` wide: each line ends after the last space, `-`, `_`, `/` or
+/// `@` that fits (not at a `.`, which would split `bad.request` or a domain) (a space at the start of the next line is dropped); a word longer than the
 /// column is cut where the column ends.
 fn wrap(cell: &[char], width: usize) -> Vec<String> {
     let width = width.max(1);
@@ -551,7 +551,7 @@ fn wrap(cell: &[char], width: usize) -> Vec<String> {
     while rest.len() > width {
         let cut = rest[..width]
             .iter()
-            .rposition(|c| matches!(c, ' ' | '-' | '_' | '.' | '/'))
+            .rposition(|c| matches!(c, ' ' | '-' | '_' | '/' | '@'))
             .filter(|&at| at > 0)
             .map_or(width, |at| at + 1);
         lines.push(
@@ -657,6 +657,11 @@ mod tests {
         assert_eq!(
             wrap(&chars("46cac7a3-1367-45c6-a007-7057e666abc7"), 13),
             ["46cac7a3-", "1367-45c6-", "a007-", "7057e666abc7"]
+        );
+        assert_eq!(wrap(&chars("400 bad.request"), 13), ["400", "bad.request"]);
+        assert_eq!(
+            wrap(&chars("real.guest@example.com"), 14),
+            ["real.guest@", "example.com"]
         );
         assert_eq!(wrap(&chars("xxxxxxxxxx"), 4), ["xxxx", "xxxx", "xx"]);
         assert_eq!(wrap(&chars(""), 4), [""]);
