@@ -368,26 +368,14 @@ pub fn markdown(r: &Results) -> String {
             h.sandbox_latency_ms, h.poll_interval_ms
         );
         let _ = writeln!(out, "| span | p50 | p99 | max |\n|---|---:|---:|---:|");
-        let _ = writeln!(
-            out,
-            "| baseline: 202 → enriched | {} |",
-            latency_cells(&h.with_conversation_id)
-        );
-        let _ = writeln!(
-            out,
-            "| handoff → its answer | {} |",
-            latency_cells(&h.handoff_answer)
-        );
-        let _ = writeln!(
-            out,
-            "| handoff → enriched | {} |",
-            latency_cells(&h.handoff_to_enriched)
-        );
-        let _ = writeln!(
-            out,
-            "| fallback: searchable → enriched | {} |",
-            latency_cells(&h.search_fallback)
-        );
+        for (span, latency) in [
+            ("baseline: 202 → enriched", &h.with_conversation_id),
+            ("handoff → its answer", &h.handoff_answer),
+            ("handoff → enriched", &h.handoff_to_enriched),
+            ("fallback: searchable → enriched", &h.search_fallback),
+        ] {
+            let _ = writeln!(out, "| {span} | {} |", latency_cells(latency));
+        }
         let _ = writeln!(
             out,
             "\n{} of {} answers `enriched`; attribute searches: {} during the handoffs, {} during the fallback.",
