@@ -245,37 +245,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let c = self.components;
         let tasks = TaskTracker::new();
-        let (topology, broker, declared, stop) = (
-            c.topology.clone(),
-            c.publish_broker.clone(),
-            self.declared.clone(),
-            shutdown.clone(),
-        );
-        let refused = Arc::new(std::sync::Mutex::new(None));
-        let refusal = refused.clone();
-        tasks.spawn(async move {
-            match declare_until_done(&topology, &broker, &stop).await {
-                Ok(true) => declared.set(),
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::error!(%error, "topology differs from the configuration; stopping");
-                    *refusal.lock().expect("refusal lock") = Some(error);
-                    stop.cancel();
-                }
-            }
-        });
+        let refused = spawn_declaration(&tasks, &c, &self.declared, &shutdown);
+        // Everything that uses the topology starts once it is declared.
+        let once_declared = |run| after_declared(self.declared.clone(), shutdown.clone(), run);
         if let Some((listener, app)) = self.ingest {
             tracing::info!(ingest.addr = %listener.local_addr()?, "ingest listening");
             let limits = connection_limits(&c.settings);
             tasks.spawn(serve(listener, app, limits, shutdown.clone(), "ingest"));
-        }
-        if let Some(watch) = self.watch {
-            let run = watch.run(
-                c.consume_broker.clone(),
-                c.topology.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(after_declared(self.declared.clone(), shutdown.clone(), run));
         }
         if let Some(listener) = self.metrics_listener {
             tracing::info!(metrics.addr = %listener.local_addr()?, "metrics listening");
@@ -284,29 +260,26 @@ impl Application {
             let limits = connection_limits(&c.settings);
             tasks.spawn(serve(listener, app, limits, shutdown.clone(), "metrics"));
         }
-        if let Some(poller) = self.poller {
-            let stop = shutdown.clone();
-            tasks.spawn(after_declared(
-                self.declared.clone(),
+        let mut runs: Vec<futures_util::future::BoxFuture<'static, ()>> = Vec::new();
+        if let Some(watch) = self.watch {
+            let broker = c.consume_broker.clone();
+            runs.push(Box::pin(watch.run(
+                broker,
+                c.topology.clone(),
                 shutdown.clone(),
-                poller.run(stop),
-            ));
+            )));
+        }
+        if let Some(poller) = self.poller {
+            runs.push(Box::pin(poller.run(shutdown.clone())));
         }
         if let Some(worker) = self.worker {
-            let stop = shutdown.clone();
-            tasks.spawn(after_declared(
-                self.declared.clone(),
-                shutdown.clone(),
-                worker.run(stop),
-            ));
+            runs.push(Box::pin(worker.run(shutdown.clone())));
         }
         if let Some(resolver) = self.resolver {
-            let stop = shutdown.clone();
-            tasks.spawn(after_declared(
-                self.declared.clone(),
-                shutdown.clone(),
-                resolver.run(stop),
-            ));
+            runs.push(Box::pin(resolver.run(shutdown.clone())));
+        }
+        for run in runs {
+            tasks.spawn(once_declared(run));
         }
         tasks.close();
         shutdown.cancelled().await;
@@ -318,10 +291,7 @@ impl Application {
         c.publish_broker.close().await;
         tracing::info!("stopped");
         let refusal = refused.lock().expect("refusal lock").take();
-        match refusal {
-            Some(error) => Err(error.into()),
-            None => Ok(()),
-        }
+        refusal.map_or(Ok(()), |error| Err(error.into()))
     }
 }
 
@@ -342,6 +312,37 @@ fn connection_limits(settings: &Settings) -> ConnectionLimits {
         header_timeout: settings.ingest.header_timeout(),
         max_connections: settings.ingest.max_connections,
     }
+}
+
+/// Declares the topology in the background (retrying while the broker is away) and sets
+/// `declared`; a declaration the broker refuses (other queue arguments) stops the process,
+/// and the returned slot then holds the refusal.
+fn spawn_declaration(
+    tasks: &TaskTracker,
+    c: &Components,
+    declared: &Declared,
+    shutdown: &CancellationToken,
+) -> Arc<std::sync::Mutex<Option<BrokerError>>> {
+    let refused = Arc::new(std::sync::Mutex::new(None));
+    let (topology, broker, declared, stop, refusal) = (
+        c.topology.clone(),
+        c.publish_broker.clone(),
+        declared.clone(),
+        shutdown.clone(),
+        refused.clone(),
+    );
+    tasks.spawn(async move {
+        match declare_until_done(&topology, &broker, &stop).await {
+            Ok(true) => declared.set(),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "topology differs from the configuration; stopping");
+                *refusal.lock().expect("refusal lock") = Some(error);
+                stop.cancel();
+            }
+        }
+    });
+    refused
 }
 
 /// Runs `task` once the topology is declared (unless shutdown comes first).
