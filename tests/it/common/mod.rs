@@ -272,7 +272,7 @@ pub async fn spawn_app(test: &str) -> TestApp {
 /// Starts an app for `settings` against an existing sandbox and waits until it is ready.
 pub async fn start(sim: SimHandle, settings: Settings, roles: Roles) -> TestApp {
     let app = start_unchecked(sim, settings, roles).await;
-    app.wait_ready().await;
+    app.wait_ready(roles).await;
     app
 }
 
@@ -307,12 +307,13 @@ pub async fn start_unchecked(sim: SimHandle, settings: Settings, roles: Roles) -
 }
 
 impl TestApp {
-    async fn wait_ready(&self) {
-        // The topology is declared in the background; wait for it (and the ingest).
-        let declared = wait_until(Duration::from_secs(20), || async {
+    async fn wait_ready(&self, roles: Roles) {
+        // The topology is declared in the background; wait for it (and the ingest), and with
+        // the worker role for its worker and resolver to consume, so that a test's first
+        // message does not race the consumers' start on a loaded machine.
+        let consumers = |queue: String| async move {
             let channel = self.broker.channel().await.ok()?;
-            let queue = self.topology.submissions_queue();
-            channel
+            let declared = channel
                 .queue_declare(
                     queue.as_str().into(),
                     QueueDeclareOptions {
@@ -322,10 +323,27 @@ impl TestApp {
                     FieldTable::default(),
                 )
                 .await
-                .ok()
+                .ok()?;
+            let _ = channel.close(200, "checked".into()).await;
+            Some(declared.consumer_count())
+        };
+        let declared = wait_until(Duration::from_secs(20), || {
+            consumers(self.topology.submissions_queue())
         })
         .await;
         assert!(declared.is_some(), "topology declared");
+        if roles.worker {
+            for queue in [
+                self.topology.submissions_queue(),
+                self.topology.awaiting_queue(),
+            ] {
+                let consumed = wait_until(Duration::from_secs(20), || async {
+                    consumers(queue.clone()).await.filter(|&n| n > 0)
+                })
+                .await;
+                assert!(consumed.is_some(), "{queue} has a consumer");
+            }
+        }
         if !self.url.is_empty() {
             let ready = wait_until(Duration::from_secs(20), || async {
                 let response = self
