@@ -89,6 +89,8 @@ struct Waiting {
     headers: FieldTable,
     /// When this resolver took it (the handoff grace counts from here).
     parked: Instant,
+    /// Republishes of its match the broker did not take, in a row.
+    refused: u32,
     /// Counts in the awaiting queue's oldest-message age while held.
     _held: HeldMessage,
 }
@@ -263,6 +265,7 @@ impl Resolver {
                     submission,
                     headers,
                     parked: Instant::now(),
+                    refused: 0,
                     _held: self.held_message(held_since),
                 };
                 if let Err(held) = self.forward(held).await {
@@ -281,6 +284,7 @@ impl Resolver {
                             submission,
                             headers,
                             parked: Instant::now(),
+                            refused: 0,
                             _held: self.held_message(held_since),
                         });
                     }
@@ -425,7 +429,7 @@ impl Resolver {
         crate::trace::in_submission(&id, traceparent, self.forward_now(held)).await
     }
 
-    async fn forward_now(&self, held: Waiting) -> Result<(), Waiting> {
+    async fn forward_now(&self, mut held: Waiting) -> Result<(), Waiting> {
         let submission = &held.submission;
         let conversation_id = submission.conversation_id.as_deref().unwrap_or_default();
         let properties = json_properties(&submission.submission_id, held.headers.clone());
@@ -446,7 +450,13 @@ impl Resolver {
             }
             // Still held (unacked): the next poll tries again.
             Err(error) => {
-                tracing::warn!(%error, submission.id = %submission.submission_id, "matched submission not republished; trying again next poll");
+                // At warn the 1st, 2nd, 4th, 8th… time in a row: a broker alarm lasts many polls.
+                held.refused += 1;
+                if held.refused.is_power_of_two() {
+                    tracing::warn!(%error, submission.id = %submission.submission_id, refused = held.refused, "matched submission not republished; trying again next poll");
+                } else {
+                    tracing::debug!(%error, submission.id = %submission.submission_id, refused = held.refused, "matched submission not republished; trying again next poll");
+                }
                 Err(held)
             }
         }

@@ -394,7 +394,7 @@ async fn a_memory_or_disk_alarm_makes_the_ingest_answer_503_in_time_and_it_recov
     let held_follow_ups = log.matches("follow-up publish refused").count();
     let held_republishes = log.matches("matched submission not republished").count();
     tally.notes.push(format!(
-        "while publishing was blocked: {held_follow_ups} refused follow-up publishes (retries) held and tried again, {held_republishes} refused resolver republishes (matches) kept for the next poll"
+        "while publishing was blocked: {held_follow_ups} refused follow-up publishes (retries) held and tried again; the resolver kept its refused republishes (matches) for the next poll and logged {held_republishes} of those refusals (the 1st, 2nd, 4th, … of each match)"
     ));
     if held_follow_ups == 0 || held_republishes == 0 {
         tally.problems.push(
