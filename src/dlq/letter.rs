@@ -164,80 +164,10 @@ fn death_time(death: &FieldTable) -> Option<DateTime<Utc>> {
     }
 }
 
-/// Masks what looks like an email (a word `x@y.z`) or a phone number (a run of digits, spaces,
-/// `+`, `-`, `.`, `(`, `)` holding 7 or more digits, not inside a longer word, and not an
-/// ISO date) in `text`, keeping the rest.
+/// Masks what looks like an email or a phone number in `text`, keeping the rest: the one
+/// free-text masker of the service, [`crate::privacy::mask_text`].
 pub fn mask_pii_in_text(text: &str) -> String {
-    mask_phones_in_text(&mask_emails_in_text(text))
-}
-
-fn mask_emails_in_text(text: &str) -> String {
-    const EDGES: &[char] = &[
-        '"', '\'', ',', ';', ':', '(', ')', '[', ']', '<', '>', '{', '}',
-    ];
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_inclusive(char::is_whitespace) {
-        let body = word.trim_end_matches(char::is_whitespace);
-        let core = body.trim_start_matches(EDGES);
-        let before = &body[..body.len() - core.len()];
-        let core = core.trim_end_matches(EDGES);
-        let after = &body[before.len() + core.len()..];
-        let is_email = core
-            .rsplit_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-        out.push_str(before);
-        out.push_str(&if is_email {
-            mask_email(core)
-        } else {
-            core.to_string()
-        });
-        out.push_str(after);
-        out.push_str(&word[body.len()..]);
-    }
-    out
-}
-
-fn mask_phones_in_text(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let in_run = |c: char| c.is_ascii_digit() || " +-.()".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let starts_run = (chars[i].is_ascii_digit() || chars[i] == '+' || chars[i] == '(')
-            && (i == 0 || !chars[i - 1].is_alphanumeric());
-        if !starts_run {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let mut end = i;
-        while end < chars.len() && in_run(chars[end]) {
-            end += 1;
-        }
-        // The run ends at its last digit; what follows it must not continue a word.
-        let last_digit = (i..end).rev().find(|&j| chars[j].is_ascii_digit());
-        let run_end = last_digit.map_or(i + 1, |j| j + 1);
-        let run: String = chars[i..run_end].iter().collect();
-        let bounded = chars.get(run_end).is_none_or(|c| !c.is_alphanumeric());
-        let digits = run.chars().filter(char::is_ascii_digit).count();
-        if bounded && digits >= 7 && !looks_like_date(&run) {
-            out.push_str(&mask_phone(&run));
-        } else {
-            out.push_str(&run);
-        }
-        i = run_end;
-    }
-    out
-}
-
-/// `2026-11-22…`: a date, not a phone.
-fn looks_like_date(run: &str) -> bool {
-    let b = run.as_bytes();
-    b.len() >= 10
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[5..7].iter().all(u8::is_ascii_digit)
-        && b[7] == b'-'
+    crate::privacy::mask_text(text)
 }
 
 #[cfg(test)]
@@ -333,6 +263,7 @@ mod tests {
             "status 400 at 2026-11-22T10:00:00Z",
             "conversation 0f8fad5b-d9cb-469f-a165-70867728950e not found",
             "contextId abc1234567",
+            "conversation 5e1d0c01-7a3b-4c2d-9e10-000000000005",
         ] {
             assert_eq!(mask_pii_in_text(kept), kept);
         }

@@ -130,6 +130,10 @@ fn mask_emails_in(text: &str) -> String {
             while start > copied && is_email_local(chars[start - 1]) {
                 start -= 1;
             }
+            // A quote before the address quotes it (`'jane@…'`); `o'brien@…` keeps its own.
+            while start < i && chars[start] == '\'' {
+                start += 1;
+            }
             let mut end = i + 1;
             while end < chars.len() && is_email_domain(chars[end]) {
                 end += 1;

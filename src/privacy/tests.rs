@@ -195,6 +195,10 @@ fn emails_and_phones_in_free_text_are_masked_and_the_rest_kept() {
             "Contact j***@example.com already exists.",
         ),
         ("call +1 555 123 4567 now", "call +1******4567 now"),
+        (
+            "Refused 'jane@example.com' and o'brien@example.com",
+            "Refused 'j***@example.com' and o***@example.com",
+        ),
         ("(555) 123-4567", "(******4567"),
         ("alt 5551234567, ok", "alt ******4567, ok"),
         (
