@@ -26,7 +26,7 @@ use super::client::CrmError;
 use super::fields::FieldMap;
 use super::model::Customer;
 use super::oauth::{encode, Grant, TokenCache};
-use super::phone::{same_number, spellings};
+use super::phone::spellings;
 use crate::config::CrmSettings;
 use crate::http_error::retry_after;
 use crate::privacy::Phone;
@@ -229,14 +229,8 @@ impl Dynamics {
         let rows = self
             .rows(Some(&filter), &self.fields.columns(), PHONE_TOP)
             .await?;
-        let matching = rows.iter().find(|row| {
-            [self.fields.phone(), Some(search)]
-                .into_iter()
-                .flatten()
-                .filter_map(|column| row.get(column)?.as_str())
-                .any(|value| same_number(phone, value, self.region))
-        });
-        matching.map(|r| self.fields.customer(r)).transpose()
+        self.fields
+            .customer_with_phone(&rows, search, phone, self.region)
     }
 
     async fn lookup(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {

@@ -5,7 +5,9 @@ use serde_json::{Map, Value};
 
 use super::client::CrmError;
 use super::model::Customer;
+use super::phone::same_number;
 use crate::config::{CrmFieldSettings, CrmKind};
+use crate::privacy::Phone;
 
 /// The attributes, by their names in [`Customer`]'s JSON and in `crm.fields`.
 const ATTRIBUTES: [(&str, &str); 9] = [
@@ -149,6 +151,26 @@ impl FieldMap {
             keyed.push(("crm.fields.phone_search", field));
         }
         keyed
+    }
+
+    /// The customer of the first record whose phone field (or the `search` field the phone
+    /// search ran on) holds the guest's number in any local spelling; the search finds
+    /// candidates, this picks the one that really is that number.
+    pub fn customer_with_phone(
+        &self,
+        records: &[Map<String, Value>],
+        search: &str,
+        phone: &Phone,
+        region: Option<phonenumber::country::Id>,
+    ) -> Result<Option<Customer>, CrmError> {
+        let matching = records.iter().find(|record| {
+            [self.phone(), Some(search)]
+                .into_iter()
+                .flatten()
+                .filter_map(|field| record.get(field)?.as_str())
+                .any(|value| same_number(phone, value, region))
+        });
+        matching.map(|r| self.customer(r)).transpose()
     }
 
     /// Reads one record: each mapped field into its attribute, absent and null fields left

@@ -26,7 +26,7 @@ use super::client::CrmError;
 use super::fields::FieldMap;
 use super::model::Customer;
 use super::oauth::{encode, Answer, Grant, TokenCache};
-use super::phone::{same_number, spellings};
+use super::phone::spellings;
 use crate::config::CrmSettings;
 use crate::privacy::Phone;
 use crate::submission::Submission;
@@ -279,14 +279,8 @@ impl Salesforce {
         let records = self
             .query(&self.select(&soql_in(search, &spellings(phone)), PHONE_LIMIT))
             .await?;
-        let matching = records.iter().find(|record| {
-            [self.fields.phone(), Some(search)]
-                .into_iter()
-                .flatten()
-                .filter_map(|field| record.get(field)?.as_str())
-                .any(|value| same_number(phone, value, self.region))
-        });
-        matching.map(|r| self.fields.customer(r)).transpose()
+        self.fields
+            .customer_with_phone(&records, search, phone, self.region)
     }
 
     async fn lookup(&self, submission: &Submission) -> Result<Option<Customer>, CrmError> {
