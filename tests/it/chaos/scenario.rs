@@ -330,11 +330,14 @@ pub async fn next_enrichment(s: &Scenario, limit: Duration) -> Option<f64> {
     .map(|_| start.elapsed().as_secs_f64())
 }
 
-/// The start of the last 503 among requests started between `from` and `to` seconds.
+/// The start of the last 503 among requests started after `from` and answered before `to`
+/// (seconds).
 pub fn last_unavailable_between(sent: &[Sent], from: f64, to: f64) -> Option<f64> {
+    // Answered before `to`: a 503 answered after the next fault began is that fault's.
     sent.iter()
         .filter(|s| s.answer == Answer::Unavailable)
+        .filter(|s| (s.at + s.took).as_secs_f64() < to)
         .map(|s| s.at.as_secs_f64())
-        .filter(|at| *at >= from && *at < to)
+        .filter(|at| *at >= from)
         .reduce(f64::max)
 }
